@@ -1,0 +1,1 @@
+"""Instrument drivers (pyvisa / nidaqmx) and, in instruments.sim, the simulated bench."""

@@ -1,0 +1,1 @@
+"""The simulated bench: one fluid-line model behind protocol-exact emulators on real transports."""

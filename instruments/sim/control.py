@@ -1,0 +1,85 @@
+"""Client of the simulated bench's control channel (JSON lines over TCP on loopback).
+
+Why a separate channel: fault injection and virtual time must not travel over the instrument
+transports, which carry only what a real instrument would see.
+
+Protocol: one JSON object per line each way. Request ``{"cmd": NAME, ...args}``; reply
+``{"ok": true, ...result}`` or ``{"ok": false, "error": "message"}``.
+
+Commands (served by instruments.sim.server):
+  time                                  -> {"t_s": float, "mode": "real"|"virtual"}
+  advance   dt_s                        -> {"t_s": float}        (virtual mode only)
+  fault     instrument, fault           -> {}   fault: "none"|"silent"|"garbage"|"drop"
+  line      occlusion?, kink_pct?, leak?, disconnect?  -> {}   (set fluid-line states directly)
+  pump      displacement_factor?, stall? -> {}  (pump faults: real displacement scale, stall alarm)
+  state                                 -> {"t_s", "model": {...}, "instruments": {name: {...}}}
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from typing import Any
+
+
+class SimControlError(RuntimeError):
+    """The simulated bench refused or could not answer a control command."""
+
+
+class SimControl:
+    """Thread-safe client of the control channel; one persistent connection."""
+
+    def __init__(self, address: str, timeout_s: float = 30.0) -> None:
+        host, _, port = address.rpartition(":")
+        self.address = address
+        self._sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._file = self._sock.makefile("rwb")
+        self._lock = threading.Lock()
+
+    def call(self, cmd: str, **args: Any) -> dict[str, Any]:
+        line = json.dumps({"cmd": cmd, **args}).encode() + b"\n"
+        with self._lock:
+            try:
+                self._file.write(line)
+                self._file.flush()
+                reply = self._file.readline()
+            except OSError as exc:
+                raise SimControlError(f"simulated bench control {self.address}: {exc}") from exc
+        if not reply:
+            raise SimControlError(f"simulated bench control {self.address} closed the connection")
+        data = json.loads(reply)
+        if not data.get("ok"):
+            raise SimControlError(f"simulated bench refused {cmd!r}: {data.get('error')}")
+        return data
+
+    def time_s(self) -> float:
+        return float(self.call("time")["t_s"])
+
+    def advance(self, dt_s: float) -> float:
+        return float(self.call("advance", dt_s=dt_s)["t_s"])
+
+    def fault(self, instrument: str, fault: str) -> None:
+        self.call("fault", instrument=instrument, fault=fault)
+
+    def line(self, **states: Any) -> None:
+        self.call("line", **states)
+
+    def pump(self, **faults: Any) -> None:
+        self.call("pump", **faults)
+
+    def state(self) -> dict[str, Any]:
+        return self.call("state")
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            self._sock.close()
+
+    def __enter__(self) -> "SimControl":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,329 @@
+"""One physical model of the fluid line, shared by every emulator of the simulated bench.
+
+SI-flavoured lab units inside (mL, kPa, s, g) with the unit in every name. Topology:
+
+    pump --[upstream transducer]-- tubing (compliance C) --+-- leak bleed (R_leak) --> leak pot
+                                                           |
+                                 occlusion valve / kink pinch valve (R_valve / (1-k)^2)
+                                                           |
+                                  [downstream transducer] -+-- disconnect --> spill
+                                                           |
+                                      flow sensor -- catheter (R_cath) --> outlet at CSF
+                                                                           back-pressure, on balance
+
+The tubing node obeys C·dP/dt = Q_pump − Q_out − Q_leak, integrated exactly over each step
+(linear ODE with constant coefficients), so volume is conserved to rounding:
+pumped = delivered + leaked + spilled + C·(P − P0).
+
+Why one model: the pumps, balance, flow sensor, transducers and valves must all tell one
+consistent story (an occlusion raises pressure at ≈ Q/C and stops mass gain on the balance).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+ML_H_PER_ML_S = 3600.0
+
+
+@dataclass
+class LineParams:
+    """Physical constants of the line; defaults follow DESIGN.md section 1 (clinical scale)."""
+
+    compliance_ml_per_kpa: float = 0.010
+    catheter_resistance_kpa_per_ml_h: float = 0.20  # ~110 cm catheter, 0.5 mm ID, water
+    valve_resistance_kpa_per_ml_h: float = 0.05  # open pinch/occlusion valve
+    leak_resistance_kpa_per_ml_h: float = 5.0  # bleed path when open
+    disconnect_resistance_kpa_per_ml_h: float = 0.01  # open end after a disconnect
+    back_pressure_kpa: float = 1.47  # CSF, ~15 cmH2O
+    density_g_ml: float = 0.998
+    evaporation_g_h: float = 0.0005  # open weighing vessel
+    balance_tau_s: float = 1.5  # settling time constant of the weighing cell
+    balance_noise_g: float = 0.00002
+    balance_resolution_g: float = 0.0001
+    balance_capacity_g: float = 220.0
+    pressure_noise_kpa: float = 0.05
+    pressure_offset_kpa: float = 0.0
+    flow_noise_ul_min: float = 0.02
+    flow_gain: float = 1.0
+    flow_offset_ul_min: float = 0.0
+
+
+@dataclass
+class PumpState:
+    """The stand-in pump's mechanism, commanded by whichever pump emulator is on the station.
+
+    Syringe: displacement advances in steps of ``step_volume_ml`` (stepper resolution).
+    Peristaltic: flow pulsates at rollers × rpm / 60 Hz with relative amplitude
+    ``pulsation_amplitude``.
+    """
+
+    kind: str = "syringe"  # "syringe" | "peristaltic"
+    rate_ml_h: float = 0.0  # commanded magnitude
+    running: bool = False
+    infuse: bool = True
+    target_ml: float = 0.0  # stop after this volume since RUN (0 = no target)
+    displacement_factor: float = 1.0  # real / commanded displacement (fault: 0.8 = 20 % low)
+    step_volume_ml: float = 1.0e-6
+    rollers: int = 8
+    rpm_per_ml_h: float = 10.0  # peristaltic head speed per unit flow
+    pulsation_amplitude: float = 0.3
+    stall_pressure_kpa: float = 100.0  # syringe motor stalls above this line pressure
+    stalled: bool = False
+    force_stall: bool = False
+    run_volume_ml: float = 0.0  # displaced since the last RUN
+    _displaced_exact_ml: float = 0.0
+    _displaced_steps_ml: float = 0.0
+
+    @property
+    def rpm(self) -> float:
+        return self.rate_ml_h * self.rpm_per_ml_h if self.running else 0.0
+
+    @property
+    def pulsation_hz(self) -> float:
+        return self.rollers * self.rpm / 60.0
+
+
+@dataclass
+class LineState:
+    """Valve positions (the faults). kink_pct is the pinch valve's restriction, 0..100."""
+
+    occlusion: bool = False
+    kink_pct: float = 0.0
+    leak: bool = False
+    disconnect: bool = False
+
+
+@dataclass
+class Totals:
+    pumped_ml: float = 0.0  # net volume displaced by the pump into the line
+    delivered_ml: float = 0.0  # through the catheter to the outlet (onto the balance)
+    leaked_ml: float = 0.0
+    spilled_ml: float = 0.0
+
+
+Sampler = Callable[["FluidLine"], None]
+
+
+@dataclass
+class _SamplerSlot:
+    period_s: float
+    next_t_s: float
+    callback: Sampler
+
+
+class FluidLine:
+    """The model. Not thread-safe: the simulated bench holds a lock around it."""
+
+    max_step_s = 0.25
+
+    def __init__(self, params: LineParams | None = None, seed: int = 1) -> None:
+        self.params = params or LineParams()
+        self.pump = PumpState()
+        self.line = LineState()
+        self.totals = Totals()
+        self.rng = random.Random(seed)
+        self.t_s = 0.0
+        self.pressure_kpa = self.params.back_pressure_kpa  # tubing node, gauge
+        self._initial_pressure_kpa = self.pressure_kpa
+        self.outlet_flow_ml_h = 0.0  # through the flow sensor, last step average
+        self.leak_flow_ml_h = 0.0
+        self.balance_tare_g = 0.0
+        self.vessel_g = 50.0  # weighing vessel with some fluid already in it
+        self.evaporated_g = 0.0
+        self._displayed_g = self.vessel_g
+        self._samplers: list[_SamplerSlot] = []
+
+    # -- samplers: observers called at exact sample times (the DAQ's buffered acquisition) ----
+
+    def add_sampler(self, period_s: float, callback: Sampler) -> _SamplerSlot:
+        slot = _SamplerSlot(period_s, self.t_s + period_s, callback)
+        self._samplers.append(slot)
+        return slot
+
+    def remove_sampler(self, slot: _SamplerSlot) -> None:
+        if slot in self._samplers:
+            self._samplers.remove(slot)
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def advance(self, dt_s: float) -> None:
+        """Advance model time by dt_s, stepping at most max_step_s and at every sample time."""
+        if dt_s < 0:
+            raise ValueError(f"cannot advance time backwards (dt_s={dt_s})")
+        self.advance_to(self.t_s + dt_s)
+
+    def advance_to(self, t_end_s: float) -> None:
+        while self.t_s < t_end_s - 1e-12:
+            t_next = min(t_end_s, self.t_s + self._step_limit_s())
+            due = min((s.next_t_s for s in self._samplers), default=math.inf)
+            if due <= t_next:
+                t_next = due
+            self._step(t_next - self.t_s)
+            self.t_s = t_next
+            for slot in self._samplers:
+                if slot.next_t_s <= self.t_s + 1e-12:
+                    slot.callback(self)
+                    slot.next_t_s += slot.period_s
+
+    def _step_limit_s(self) -> float:
+        limit = self.max_step_s
+        if self.pump.kind == "peristaltic" and self.pump.running and self.pump.pulsation_hz > 0:
+            limit = min(limit, 1.0 / (self.pump.pulsation_hz * 16))
+        return limit
+
+    # -- the physics --------------------------------------------------------------------------
+
+    def _pump_volume_ml(self, t0: float, dt: float) -> float:
+        """Net volume the pump displaces into the line during [t0, t0+dt]."""
+        p = self.pump
+        if not p.running or p.stalled or p.rate_ml_h <= 0:
+            return 0.0
+        mean_ml = p.rate_ml_h * p.displacement_factor * dt / ML_H_PER_ML_S
+        if p.kind == "peristaltic":
+            w = 2 * math.pi * p.pulsation_hz
+            if w > 0:  # Q(t) = Q̄(1 − A·cos ωt): exact integral over the step
+                mean_ml -= (
+                    p.rate_ml_h * p.displacement_factor / ML_H_PER_ML_S
+                    * p.pulsation_amplitude / w * (math.sin(w * (t0 + dt)) - math.sin(w * t0))
+                )
+            return mean_ml if p.infuse else -mean_ml
+        # syringe: stepper resolution quantises the displaced volume
+        p._displaced_exact_ml += mean_ml
+        steps_ml = math.floor(p._displaced_exact_ml / p.step_volume_ml) * p.step_volume_ml
+        vol = steps_ml - p._displaced_steps_ml
+        p._displaced_steps_ml = steps_ml
+        return vol if p.infuse else -vol
+
+    def _out_resistance(self) -> float:
+        """Resistance from the tubing node to where the outflow goes (inf when occluded)."""
+        prm, ln = self.params, self.line
+        if ln.occlusion or ln.kink_pct >= 100.0:
+            return math.inf
+        valve = prm.valve_resistance_kpa_per_ml_h / max(1e-9, (1 - ln.kink_pct / 100.0)) ** 2
+        downstream = (
+            prm.disconnect_resistance_kpa_per_ml_h if ln.disconnect else prm.catheter_resistance_kpa_per_ml_h
+        )
+        return valve + downstream
+
+    def _step(self, dt: float) -> None:
+        if dt <= 0:
+            return
+        prm, p = self.params, self.pump
+        vol_pump = self._pump_volume_ml(self.t_s, dt)
+        if p.target_ml > 0 and p.running:
+            remaining = p.target_ml - p.run_volume_ml
+            if abs(vol_pump) >= remaining:
+                vol_pump = math.copysign(max(0.0, remaining), vol_pump)
+                p.running = False
+        p.run_volume_ml += abs(vol_pump)
+        q_pump = vol_pump / dt * ML_H_PER_ML_S  # mL/h, step average
+        r_out = self._out_resistance()
+        r_leak = prm.leak_resistance_kpa_per_ml_h if self.line.leak else math.inf
+        p_sink = 0.0 if self.line.disconnect else prm.back_pressure_kpa
+        g_out = 0.0 if math.isinf(r_out) else 1.0 / r_out
+        g_leak = 0.0 if math.isinf(r_leak) else 1.0 / r_leak
+        c = prm.compliance_ml_per_kpa
+        dt_h = dt / ML_H_PER_ML_S
+        # C dP/dt = q_pump + g_out·p_sink − (g_out + g_leak)·P  (per hour)
+        b = (g_out + g_leak) / c
+        p0 = self.pressure_kpa
+        if b > 0:
+            p_inf = (q_pump + g_out * p_sink) / (c * b)
+            decay = math.exp(-b * dt_h)
+            p1 = p_inf + (p0 - p_inf) * decay
+            integral = p_inf * dt_h + (p0 - p_inf) * (1 - decay) / b  # ∫P dt (kPa·h)
+        else:
+            p1 = p0 + q_pump * dt_h / c
+            integral = (p0 + p1) / 2 * dt_h
+        out_ml = g_out * (integral - p_sink * dt_h)
+        leak_ml = g_leak * integral
+        self.pressure_kpa = p1
+        self.totals.pumped_ml += vol_pump
+        self.totals.leaked_ml += leak_ml
+        if self.line.disconnect:
+            self.totals.spilled_ml += out_ml
+            self.outlet_flow_ml_h = 0.0
+        else:
+            self.totals.delivered_ml += out_ml
+            self.outlet_flow_ml_h = out_ml / dt_h
+        self.leak_flow_ml_h = leak_ml / dt_h
+        if p.kind == "syringe" and p.running and (p1 > p.stall_pressure_kpa or p.force_stall):
+            p.stalled = True
+            p.running = False
+        # balance: delivered fluid lands in the vessel; evaporation; first-order settling
+        self.evaporated_g += prm.evaporation_g_h * dt_h
+        true_g = self.true_mass_g()
+        alpha = 1 - math.exp(-dt / prm.balance_tau_s)
+        self._displayed_g += (true_g - self._displayed_g) * alpha
+
+    # -- readings (what sensors see) ----------------------------------------------------------
+
+    def true_mass_g(self) -> float:
+        return self.vessel_g + self.totals.delivered_ml * self.params.density_g_ml - self.evaporated_g
+
+    def balance_reading_g(self) -> tuple[float, bool]:
+        """(net reading rounded to resolution, stable?) — stable when settled within 2 digits."""
+        prm = self.params
+        raw = self._displayed_g + self.rng.gauss(0.0, prm.balance_noise_g) - self.balance_tare_g
+        stable = abs(self.true_mass_g() - self._displayed_g) < 2 * prm.balance_resolution_g
+        return round(raw / prm.balance_resolution_g) * prm.balance_resolution_g, stable
+
+    def balance_gross_g(self) -> float:
+        return self._displayed_g
+
+    def upstream_pressure_kpa(self) -> float:
+        prm = self.params
+        return self.pressure_kpa + prm.pressure_offset_kpa + self.rng.gauss(0.0, prm.pressure_noise_kpa)
+
+    def downstream_pressure_kpa(self) -> float:
+        """Pressure after the valves: the sink plus the catheter's drop at the outlet flow."""
+        prm = self.params
+        if self.line.disconnect:
+            true = self.outlet_flow_ml_h * prm.disconnect_resistance_kpa_per_ml_h
+        else:
+            true = prm.back_pressure_kpa + self.outlet_flow_ml_h * prm.catheter_resistance_kpa_per_ml_h
+        return true + prm.pressure_offset_kpa + self.rng.gauss(0.0, prm.pressure_noise_kpa)
+
+    def flow_sensor_ul_min(self) -> float:
+        prm = self.params
+        ul_min = self.outlet_flow_ml_h * 1000.0 / 60.0
+        return ul_min * prm.flow_gain + prm.flow_offset_ul_min + self.rng.gauss(0.0, prm.flow_noise_ul_min)
+
+    def stored_ml(self) -> float:
+        return self.params.compliance_ml_per_kpa * (self.pressure_kpa - self._initial_pressure_kpa)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Noise-free state for the control channel and tests."""
+        return {
+            "t_s": self.t_s,
+            "pressure_kpa": self.pressure_kpa,
+            "outlet_flow_ml_h": self.outlet_flow_ml_h,
+            "leak_flow_ml_h": self.leak_flow_ml_h,
+            "true_mass_g": self.true_mass_g(),
+            "pump": {
+                "kind": self.pump.kind,
+                "running": self.pump.running,
+                "rate_ml_h": self.pump.rate_ml_h,
+                "infuse": self.pump.infuse,
+                "stalled": self.pump.stalled,
+                "displacement_factor": self.pump.displacement_factor,
+            },
+            "line": {
+                "occlusion": self.line.occlusion,
+                "kink_pct": self.line.kink_pct,
+                "leak": self.line.leak,
+                "disconnect": self.line.disconnect,
+            },
+            "totals": {
+                "pumped_ml": self.totals.pumped_ml,
+                "delivered_ml": self.totals.delivered_ml,
+                "leaked_ml": self.totals.leaked_ml,
+                "spilled_ml": self.totals.spilled_ml,
+                "stored_ml": self.stored_ml(),
+            },
+        }

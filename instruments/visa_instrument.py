@@ -1,0 +1,232 @@
+"""Base class of every message-based (pyvisa) driver: framing, retries, error mapping, controls.
+
+Why one base: timeouts, disconnects and retries must behave the same for every instrument, and
+drivers should read as declarations of their protocol (see ``control``), not as I/O code.
+Only idempotent queries are retried; a command that changes state is sent once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import pyvisa
+import pyvisa.constants
+import pyvisa.errors
+
+from instruments.errors import (
+    InstrumentDisconnected,
+    InstrumentError,
+    InstrumentTimeout,
+    MalformedReply,
+)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the record stores about an instrument: it is the equipment's traceability."""
+
+    model: str
+    serial: str
+    firmware: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+_resource_managers: dict[str, pyvisa.ResourceManager] = {}
+_rm_lock = threading.Lock()
+
+
+def resource_manager(backend: str = "@py") -> pyvisa.ResourceManager:
+    """One ResourceManager per backend per process (opening one is slow)."""
+    with _rm_lock:
+        if backend not in _resource_managers:
+            _resource_managers[backend] = pyvisa.ResourceManager(backend)
+        return _resource_managers[backend]
+
+
+class VisaInstrument:
+    """A message-based instrument reached through pyvisa.
+
+    Subclasses set the terminators and implement ``_payload`` (check framing, raise on
+    instrument-reported errors, return the data part of a reply), ``identify`` and ``safe_state``.
+    """
+
+    kind: ClassVar[str] = "instrument"
+    write_termination: ClassVar[bytes] = b"\r\n"
+    read_termination: ClassVar[str] = "\r\n"
+    encoding: ClassVar[str] = "ascii"
+    baud_rate: ClassVar[int | None] = None
+
+    def __init__(
+        self,
+        name: str,
+        resource: str | Any,
+        *,
+        timeout_ms: int = 1000,
+        retries: int = 2,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.timeout_ms = timeout_ms
+        self.retries = retries
+        self.options = dict(options or {})
+        self._lock = threading.RLock()
+        if isinstance(resource, str):
+            self.resource_name = resource
+            self._res = self._open(resource)
+        else:  # an already-open or scripted resource (protocol replay tests)
+            self.resource_name = getattr(resource, "resource_name", repr(resource))
+            self._res = resource
+
+    def _open(self, resource: str) -> Any:
+        try:
+            res = resource_manager().open_resource(
+                resource,
+                read_termination=self.read_termination,
+                timeout=self.timeout_ms,
+            )
+        except (pyvisa.errors.VisaIOError, OSError, ValueError) as exc:
+            raise InstrumentDisconnected(self.name, None, f"cannot open {resource}: {exc}") from exc
+        if self.baud_rate is not None and resource.upper().startswith("ASRL"):
+            res.baud_rate = self.baud_rate
+        return res
+
+    # -- raw exchange -------------------------------------------------------------------------
+
+    def _exchange(self, cmd: str, *, expect_reply: bool = True) -> str:
+        raw = cmd.encode(self.encoding) + self.write_termination
+        try:
+            self._res.write_raw(raw)
+            if not expect_reply:
+                return ""
+            data = self._res.read_raw()
+        except pyvisa.errors.VisaIOError as exc:
+            if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
+                raise InstrumentTimeout(
+                    self.name, cmd, f"no reply within {self.timeout_ms} ms"
+                ) from exc
+            raise InstrumentDisconnected(self.name, cmd, f"transport error: {exc}") from exc
+        except (OSError, ConnectionError) as exc:
+            raise InstrumentDisconnected(self.name, cmd, f"connection lost: {exc}") from exc
+        try:
+            text = data.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            raise MalformedReply(self.name, cmd, f"undecodable reply {data!r}") from exc
+        if text.endswith(self.read_termination):
+            text = text[: -len(self.read_termination)]
+        return text
+
+    def _flush_input(self) -> None:
+        try:
+            self._res.flush(pyvisa.constants.BufferOperation.discard_read_buffer)
+        except Exception:  # noqa: BLE001 - best effort; scripted resources have no buffer
+            pass
+
+    def query(self, cmd: str) -> str:
+        """An idempotent query: retried on timeout or garbage, returns the reply payload."""
+        with self._lock:
+            attempt = 0
+            while True:
+                try:
+                    return self._payload(cmd, self._exchange(cmd))
+                except (InstrumentTimeout, MalformedReply):
+                    attempt += 1
+                    if attempt > self.retries:
+                        raise
+                    self._flush_input()
+
+    def command(self, cmd: str) -> str:
+        """A state-changing command: sent exactly once, never retried."""
+        with self._lock:
+            return self._payload(cmd, self._exchange(cmd))
+
+    def _payload(self, cmd: str, reply: str) -> str:
+        """Check a reply's framing; raise on instrument-reported errors; return its data."""
+        return reply
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def identify(self) -> Identity:
+        raise NotImplementedError
+
+    def safe_state(self) -> dict[str, Any]:
+        """Put the instrument in its safe state, read it back, return the read-back.
+
+        Raises SafeStateNotConfirmed when the read-back disagrees.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        try:
+            self._res.close()
+        except Exception:  # noqa: BLE001 - closing a dead transport must not mask the real error
+            pass
+
+    def __enter__(self) -> "VisaInstrument":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def control(
+    get_cmd: str | None,
+    set_cmd: str | None,
+    doc: str,
+    *,
+    get_process: Callable[[str], Any] = float,
+    set_format: Callable[[Any], str] = str,
+    validator: Callable[[Any], Any] | None = None,
+) -> property:
+    """Declare a readable and/or settable instrument property (after PyMeasure's ``control``).
+
+    ``set_cmd`` is a format string with ``{}`` for the formatted value. ``validator`` returns the
+    accepted value or raises ValueError naming the allowed range; it runs before any I/O.
+    """
+
+    def fget(self: VisaInstrument) -> Any:
+        if get_cmd is None:
+            raise AttributeError(f"{type(self).__name__}: property is write-only")
+        reply = self.query(get_cmd)
+        try:
+            return get_process(reply)
+        except (ValueError, IndexError) as exc:
+            raise MalformedReply(self.name, get_cmd, f"cannot parse {reply!r}: {exc}") from exc
+
+    def fset(self: VisaInstrument, value: Any) -> None:
+        if set_cmd is None:
+            raise AttributeError(f"{type(self).__name__}: property is read-only")
+        if validator is not None:
+            value = validator(value)
+        self.command(set_cmd.format(set_format(value)))
+
+    return property(fget if get_cmd else None, fset if set_cmd else None, doc=doc)
+
+
+def in_range(name: str, low: float, high: float, unit: str) -> Callable[[Any], float]:
+    """Validator: a finite number within [low, high], with a message naming what is allowed."""
+
+    def check(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number in {low:g}..{high:g} {unit}, got {value!r}")
+        if not (low <= number <= high):  # also rejects NaN
+            raise ValueError(f"{name} must be in {low:g}..{high:g} {unit}, got {value!r}")
+        return number
+
+    return check
+
+
+__all__ = [
+    "Identity",
+    "InstrumentError",
+    "VisaInstrument",
+    "control",
+    "in_range",
+    "resource_manager",
+]

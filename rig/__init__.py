@@ -1,0 +1,3 @@
+"""Controller for an intrathecal drug-pump verification rig."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,143 @@
+"""The run record: an append-only JSONL file written as the run goes, plus raw data files.
+
+Why JSONL with fsync at step boundaries: a crash or `kill -9` must leave a readable record whose
+last complete line tells how far the run got. A record without a ``run_finished`` event is
+INCOMPLETE and is never a pass, whatever its measurements say.
+
+Layout: ``runs/<run_id>/record.jsonl`` and ``runs/<run_id>/raw/*``. Event types (field "type"):
+  run_started    run_id, t_utc, station{...}, software{version, git_sha}, operator,
+                 procedure{id, version, requirements, source_sha256, spec_sha256, spec_version},
+                 parameters{name: {value, unit}}, item_under_test{...}
+  step_started   step, index, t_utc, t_proc_s
+  operator_entry step, prompt, answer, answered_by, t_utc
+  measurement    name, value, unit, low, high, requirement, outcome ("pass"|"fail"),
+                 uncertainty, decision_rule, t_proc_s
+  event          kind ("fault_injected"|"alarm"|"detector"|"interlock"|"warning"), t_proc_s, detail
+  step_finished  step, index, status ("done"|"failed"|"aborted"|"error"), t_utc, t_proc_s
+  safe_state     confirmed (bool), instruments{name: readback}, t_utc
+  run_finished   outcome ("PASS"|"FAIL"|"ABORTED"|"ERROR"), reason, t_utc
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rig.errors import UsageError
+
+OUTCOMES = ("PASS", "FAIL", "ABORTED", "ERROR")
+INCOMPLETE = "INCOMPLETE"
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC with microseconds and a Z suffix: sortable and unambiguous."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class RecordWriter:
+    """Appends events to record.jsonl. Every line is flushed; ``checkpoint`` fsyncs."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.raw_dir = self.run_dir / "raw"
+        self.raw_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / "record.jsonl"
+        if self.path.exists():
+            raise UsageError(f"run record {self.path} already exists; refusing to overwrite it")
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def append(self, event_type: str, **fields: Any) -> dict[str, Any]:
+        event = {"type": event_type, **fields}
+        line = json.dumps(event, sort_keys=True, allow_nan=False, default=str)
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+        return event
+
+    def checkpoint(self) -> None:
+        """fsync: called at step boundaries and at the end of the run."""
+        with self._lock:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+
+
+@dataclass
+class RunRecord:
+    """A record read back. ``outcome`` is INCOMPLETE unless a run_finished event exists."""
+
+    path: Path
+    events: list[dict[str, Any]]
+    truncated_tail: bool = False  # last line was cut mid-write (crash)
+    started: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def finished(self) -> dict[str, Any] | None:
+        for event in reversed(self.events):
+            if event.get("type") == "run_finished":
+                return event
+        return None
+
+    @property
+    def outcome(self) -> str:
+        finished = self.finished
+        return finished["outcome"] if finished else INCOMPLETE
+
+    @property
+    def reason(self) -> str:
+        finished = self.finished
+        if finished:
+            return str(finished.get("reason", ""))
+        return "the run did not finish (process killed or crashed); record is incomplete"
+
+    @property
+    def measurements(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == "measurement"]
+
+    def of_type(self, event_type: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == event_type]
+
+
+def read_record(path: Path | str) -> RunRecord:
+    """Read a record (a run directory or its record.jsonl). A torn last line is tolerated and
+    flagged; corruption anywhere else is an error naming the line."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "record.jsonl"
+    if not path.is_file():
+        raise UsageError(f"no run record at {path}")
+    lines = path.read_bytes().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    events: list[dict[str, Any]] = []
+    truncated = False
+    for number, raw in enumerate(lines, start=1):
+        try:
+            event = json.loads(raw)
+            if not isinstance(event, dict) or "type" not in event:
+                raise ValueError("not an event object with a 'type'")
+        except (ValueError, UnicodeDecodeError) as exc:
+            if number == len(lines):
+                truncated = True
+                break
+            raise UsageError(f"run record {path} line {number} is corrupt: {exc}") from exc
+        events.append(event)
+    if not events or events[0].get("type") != "run_started":
+        raise UsageError(f"run record {path} does not start with a run_started event")
+    return RunRecord(path=path, events=events, truncated_tail=truncated, started=events[0])
