@@ -18,10 +18,18 @@ class Emulator(ABC):
     request_terminator: ClassVar[bytes] = b"\r\n"
     kind: ClassVar[str] = "instrument"
 
-    def __init__(self, name: str, world: SimWorld, *, serial: str = "SIM0001") -> None:
+    def __init__(
+        self,
+        name: str,
+        world: SimWorld,
+        *,
+        serial: str = "SIM0001",
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.name = name
         self.world = world
         self.serial = serial
+        self.options = dict(options or {})  # the station file's options table for this instrument
 
     @abstractmethod
     def handle(self, request: bytes) -> bytes | None:
