@@ -36,6 +36,13 @@ class ScriptedResource:
             raise pyvisa.errors.VisaIOError(pyvisa.constants.StatusCode.error_timeout)
         return reply
 
+    def read_bytes(self, count: int, *_: object, **__: object) -> bytes:
+        """The first ``count`` bytes of the pending reply; the rest stays for ``read_raw``."""
+        if self._pending is None:
+            raise pyvisa.errors.VisaIOError(pyvisa.constants.StatusCode.error_timeout)
+        chunk, self._pending = self._pending[:count], self._pending[count:]
+        return chunk
+
     def flush(self, *_: object) -> None:
         pass
 
