@@ -103,7 +103,7 @@ class VisaInstrument:
             self._res.write_raw(raw)
             if not expect_reply:
                 return ""
-            data = self._res.read_raw()
+            data = self._read_reply(cmd)
         except pyvisa.errors.VisaIOError as exc:
             if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
                 raise InstrumentTimeout(
@@ -119,6 +119,11 @@ class VisaInstrument:
         if text.endswith(self.read_termination):
             text = text[: -len(self.read_termination)]
         return text
+
+    def _read_reply(self, cmd: str) -> bytes:
+        """Read one reply to ``cmd``. Override when replies are not all terminated alike (the
+        Reglo ICC answers set commands with one unterminated status character)."""
+        return self._res.read_raw()
 
     def _flush_input(self) -> None:
         try:

@@ -1,0 +1,227 @@
+"""Emulated SCPI bench DMM (like a Keysight 34465A on TCP port 5025) reading the flow sensor.
+
+What it measures: the analog output of the line's flow sensor, ``volts_per_ul_min`` (option,
+default 0.1 V per uL/min, the scale rig.toml gives the DAQ's flow channel) times
+``model.flow_sensor_ul_min()``.
+
+Protocol (IEEE 488.2 / SCPI-1999 as implemented by the Keysight Truevolt 34460A/34461A/34465A
+programming guide): newline-terminated ASCII; headers match in short (upper-case part) or long
+form, case-insensitive, optional nodes in brackets may be left out; several commands may share a
+line separated by ``;``. Replies, newline-terminated:
+
+* ``*IDN?`` -> ``Keysight Technologies,34465A,<serial>,A.02.14-02.40-02.14-00.49-03-01``
+* ``MEAS:VOLT:DC? [<range>|AUTO|MIN|MAX|DEF]`` / ``READ?`` -> ``+1.23456789E-01`` (NR3, nine
+  significant digits); beyond 120 % of a fixed range the overload value ``+9.90000000E+37``
+* ``SYST:ERR?`` -> ``+0,"No error"`` or the oldest queued error, e.g. ``-113,"Undefined header"``
+* ``*OPC?`` -> ``1``; ``*RST``, ``*CLS``, ``ABOR``, ``CONF:VOLT:DC [<range>]`` reply nothing.
+
+A bad command is silent on the wire (as on a real instrument) and queues an error (20 deep;
+on overflow the last entry becomes ``-350,"Error queue overflow"``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from instruments.sim.emulator import Emulator
+from instruments.sim.world import SimWorld
+
+RANGES_V = (0.1, 1.0, 10.0, 100.0, 1000.0)
+OVERRANGE = 1.2  # Truevolt DMMs read to 120 % of range
+OVERLOAD_READING = "+9.90000000E+37"
+ERROR_QUEUE_DEPTH = 20
+NO_ERROR = '+0,"No error"'
+
+ERRORS = {
+    -102: "Syntax error",
+    -108: "Parameter not allowed",
+    -113: "Undefined header",
+    -222: "Data out of range",
+    -224: "Illegal parameter value",
+    -350: "Error queue overflow",
+}
+
+
+class _ScpiError(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _node_matches(pattern: str, token: str) -> bool:
+    """SCPI mnemonic match: the short form is the pattern's upper-case letters (plus ``*``/``?``)."""
+    short = "".join(ch for ch in pattern if not ch.islower())
+    return token.upper() in (short.upper(), pattern.upper())
+
+
+def header_matches(pattern: str, header: str) -> bool:
+    """Does ``header`` (e.g. ``meas:volt?``) match ``pattern`` (e.g. ``MEASure:VOLTage[:DC]?``)?"""
+    query = pattern.endswith("?")
+    if header.endswith("?") != query:
+        return False
+    nodes = pattern.rstrip("?").replace("[:", ":[").split(":")
+    tokens = header.rstrip("?").lstrip(":").split(":")
+
+    def match(i: int, j: int) -> bool:
+        if i == len(nodes):
+            return j == len(tokens)
+        node = nodes[i]
+        optional = node.startswith("[")
+        name = node.strip("[]")
+        if j < len(tokens) and _node_matches(name, tokens[j]) and match(i + 1, j + 1):
+            return True
+        return optional and match(i + 1, j)
+
+    return match(0, 0)
+
+
+class ScpiDmmEmulator(Emulator):
+    """The DMM. Its own state: function, range, last reading, error queue, abort count."""
+
+    kind: ClassVar[str] = "dmm"
+    request_terminator: ClassVar[bytes] = b"\n"
+
+    def __init__(
+        self,
+        name: str,
+        world: SimWorld,
+        *,
+        serial: str = "MY12345678",
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(name, world, serial=serial, options=options)
+        self.volts_per_ul_min = float(self.options.get("volts_per_ul_min", 0.1))
+        self.idn = ",".join(
+            [
+                str(self.options.get("manufacturer", "Keysight Technologies")),
+                str(self.options.get("model", "34465A")),
+                serial,
+                str(self.options.get("firmware", "A.02.14-02.40-02.14-00.49-03-01")),
+            ]
+        )
+        self.range_v: float | None = None  # None = autorange
+        self.last_reading_v: float | None = None
+        self.errors: list[int] = []
+        self.aborts = 0
+        self._lock = threading.Lock()  # one TCP thread per client connection
+        self._commands: list[tuple[str, Callable[[str], str | None]]] = [
+            ("*IDN?", self._no_params(lambda: self.idn)),
+            ("*RST", self._no_params(self._reset)),
+            ("*CLS", self._no_params(self.errors.clear)),
+            ("*OPC?", self._no_params(lambda: "1")),
+            ("ABORt", self._no_params(self._abort)),
+            ("SYSTem:ERRor[:NEXT]?", self._no_params(self._next_error)),
+            ("MEASure:VOLTage[:DC]?", self._measure),
+            ("CONFigure:VOLTage[:DC]", self._configure),
+            ("READ?", self._no_params(self._read)),
+        ]
+
+    # -- framing ------------------------------------------------------------------------------
+
+    def handle(self, request: bytes) -> bytes | None:
+        """Execute each ``;``-separated command; the replies of queries share one line."""
+        with self._lock:
+            return self._handle_line(request)
+
+    def _handle_line(self, request: bytes) -> bytes | None:
+        replies: list[str] = []
+        try:
+            text = request.decode("ascii").strip()
+        except UnicodeDecodeError:
+            self._queue(-102)
+            return None
+        for unit in (part.strip() for part in text.split(";")):
+            if not unit:
+                continue
+            header, _, params = unit.partition(" ")
+            handler = next((h for p, h in self._commands if header_matches(p, header)), None)
+            try:
+                if handler is None:
+                    raise _ScpiError(-113)
+                reply = handler(params.strip())
+            except _ScpiError as err:
+                self._queue(err.code)
+                break  # SCPI: the rest of a line after an error is not executed
+            if reply is not None:
+                replies.append(reply)
+        return (";".join(replies) + "\n").encode("ascii") if replies else None
+
+    def _queue(self, code: int) -> None:
+        if len(self.errors) >= ERROR_QUEUE_DEPTH:
+            self.errors[-1] = -350
+        else:
+            self.errors.append(code)
+
+    @staticmethod
+    def _no_params(fn: Callable[[], Any]) -> Callable[[str], str | None]:
+        def handler(params: str) -> str | None:
+            if params:
+                raise _ScpiError(-108)
+            result = fn()
+            return result if isinstance(result, str) else None
+
+        return handler
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self.range_v = None
+        self.last_reading_v = None
+
+    def _abort(self) -> None:
+        self.aborts += 1
+
+    def _next_error(self) -> str:
+        if not self.errors:
+            return NO_ERROR
+        code = self.errors.pop(0)
+        return f'{code:+d},"{ERRORS[code]}"'
+
+    @staticmethod
+    def _parse_range(params: str) -> float | None:
+        word = params.split(",")[0].strip().upper()  # a resolution after the comma is accepted
+        if word in ("", "AUTO", "DEF", "DEFAULT"):
+            return None
+        if word in ("MIN", "MINIMUM"):
+            return RANGES_V[0]
+        if word in ("MAX", "MAXIMUM"):
+            return RANGES_V[-1]
+        try:
+            wanted = float(word)
+        except ValueError:
+            raise _ScpiError(-224) from None
+        for range_v in RANGES_V:  # the smallest range that holds the value, as the manual says
+            if abs(wanted) <= range_v * OVERRANGE:
+                return range_v
+        raise _ScpiError(-222)
+
+    def _configure(self, params: str) -> None:
+        self.range_v = self._parse_range(params)
+        return None
+
+    def _measure(self, params: str) -> str:
+        self._configure(params)
+        return self._read()
+
+    def _read(self) -> str:
+        with self.world.locked() as model:
+            volts = model.flow_sensor_ul_min() * self.volts_per_ul_min
+        self.last_reading_v = volts
+        if self.range_v is not None and abs(volts) > self.range_v * OVERRANGE:
+            return OVERLOAD_READING
+        return f"{volts:+.8E}"
+
+    # -- control channel ----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "idn": self.idn,
+            "function": "VOLT:DC",
+            "range_v": self.range_v,
+            "last_reading_v": self.last_reading_v,
+            "error_queue": [f'{c:+d},"{ERRORS[c]}"' for c in self.errors],
+            "aborts": self.aborts,
+            "volts_per_ul_min": self.volts_per_ul_min,
+        }
