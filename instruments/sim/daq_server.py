@@ -1,0 +1,71 @@
+"""Start the simulated NI device server: the NI-DAQmx gRPC service on a loopback port.
+
+Why gRPC and not a Python fake: the unmodified ``nidaqmx`` package reaches it with its public
+``GrpcSessionOptions``, exactly as it reaches NI's remote gRPC Device Server, so the production
+driver runs the same code against the simulated bench and against hardware.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from concurrent import futures
+from typing import Any
+
+import grpc
+from nidaqmx._stubs import nidaqmx_pb2_grpc as pb_grpc
+
+from instruments.sim.daq_device import VirtualDaq
+from instruments.sim.daq_service import DaqService
+from instruments.sim.world import SimWorld
+
+log = logging.getLogger(__name__)
+
+# Blocking reads occupy a worker each; outputs, attribute getters and several clients need the rest.
+MAX_WORKERS = 16
+
+
+class DaqServer:
+    """The running server: ``stop()``, ``state()`` and the virtual ``device`` (for tests)."""
+
+    def __init__(self, world: SimWorld, device: VirtualDaq, host: str = "127.0.0.1") -> None:
+        self.world = world
+        self.device = device
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="sim-daq"),
+            options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
+        )
+        pb_grpc.add_NiDAQmxServicer_to_server(DaqService(device), self._server)
+        port = self._server.add_insecure_port(f"{host}:0")
+        if port == 0:
+            raise OSError(f"simulated NI device server: cannot bind a port on {host}")
+        self.address = f"{host}:{port}"
+        self._server.start()
+
+    def state(self) -> dict[str, Any]:
+        with self.world.lock:
+            return self.device.state()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop serving; running acquisitions stop and release their model samplers."""
+        with self.world.lock:
+            for task in list(self.device.tasks.values()):
+                self.device.clear(task)
+        self._server.stop(grace).wait()
+
+
+def start_daq_server(world: SimWorld, instrument_config: Any) -> tuple[DaqServer, str]:
+    """Serve the station's DAQ (an ``rig.station.InstrumentConfig``): resource = NI device name,
+    serial, options.channels = the wiring. Returns (server, "127.0.0.1:port")."""
+    options = dict(getattr(instrument_config, "options", {}) or {})
+    device = VirtualDaq(
+        world,
+        device_name=str(instrument_config.resource),
+        serial=str(getattr(instrument_config, "serial", "") or ""),
+        channels=dict(options.get("channels") or {}),
+        # own noise stream: drawing from the model's RNG would shift every other emulator's noise
+        seed=zlib.crc32(f"{instrument_config.resource}/{getattr(instrument_config, 'serial', '')}".encode()),
+    )
+    server = DaqServer(world, device)
+    log.info("simulated NI-DAQmx device %s on %s", device.device_name, server.address)
+    return server, server.address

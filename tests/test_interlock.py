@@ -1,0 +1,128 @@
+"""The overpressure interlock acting on the simulated line through the real DAQ stack."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instruments.daq import Daq
+from instruments.daq_stream import read_stream
+from instruments.sim.daq_server import DaqServer, start_daq_server
+from instruments.sim.world import SimWorld
+from rig.interlock import Interlock
+from tests.daq_fixtures import CHUNK, RATE_HZ, daq_config, open_daq, run_virtual, set_pump
+
+LIMIT_KPA = 20.0
+
+
+@pytest.fixture
+def world() -> SimWorld:
+    return SimWorld(virtual=True, seed=5)
+
+
+@pytest.fixture
+def server(world: SimWorld) -> Iterator[DaqServer]:
+    srv, _ = start_daq_server(world, daq_config())
+    yield srv
+    srv.stop(0)
+
+
+@pytest.fixture
+def daq(server: DaqServer) -> Iterator[Daq]:
+    d = open_daq(server.address, daq_config())
+    yield d
+    d.close()
+
+
+class PumpStop:
+    """What the rig passes as stop_pump: here it stops the model's pump and notes when."""
+
+    def __init__(self, world: SimWorld) -> None:
+        self.world = world
+        self.at_model_s: float | None = None
+
+    def __call__(self) -> None:
+        with self.world.locked() as model:
+            model.pump.running = False
+            self.at_model_s = model.t_s
+
+
+def test_overpressure_trips_within_one_chunk_and_opens_relief_path(
+    world: SimWorld, daq: Daq, server: DaqServer, tmp_path: Path
+) -> None:
+    stop = PumpStop(world)
+    reasons: list[str] = []
+    interlock = Interlock(LIMIT_KPA, stop, daq, reasons.append)
+    set_pump(world, 10.0)
+    world.advance(60.0)
+    t0 = world.now_s()
+    path = daq.start_acquisition(tmp_path / "daq.f64")
+    daq.set_kink_pct(30.0)
+    daq.set_occlusion(True)  # the "procedure" occludes and keeps pumping
+    run_virtual(world, daq, 80.0, t0)  # ~0.28 kPa/s from ~4 kPa: crosses 20 kPa after ~58 s
+    daq.stop_acquisition()
+
+    assert interlock.tripped and len(reasons) == 1 and reasons[0].startswith("overpressure")
+    pressure = read_stream(path).column("pressure_upstream")
+    first_over = int(np.argmax(pressure > LIMIT_KPA))
+    assert pressure[first_over] > LIMIT_KPA
+    assert interlock.trip_sample_index == first_over
+    # the pump stopped before the end of the chunk after the one holding the crossing
+    crossing_chunk_end_s = t0 + ((first_over // CHUNK) + 1) * CHUNK / RATE_HZ
+    assert stop.at_model_s is not None and stop.at_model_s <= crossing_chunk_end_s + CHUNK / RATE_HZ
+    # relief path, read from the device's own registers
+    outputs = server.state()["outputs"]
+    assert outputs["leak_valve"]["high"] is True
+    assert outputs["occlusion_valve"]["high"] is False
+    assert outputs["kink_valve"]["volts"] == 0.0
+    assert not world.model.pump.running
+    # and the line relieves: pressure falls after the trip
+    assert pressure[-1] < LIMIT_KPA - 5
+    assert np.max(pressure) < LIMIT_KPA + 1.0
+
+
+def test_no_trip_below_the_limit(world: SimWorld, daq: Daq, tmp_path: Path) -> None:
+    reasons: list[str] = []
+    interlock = Interlock(LIMIT_KPA, PumpStop(world), daq, reasons.append)
+    set_pump(world, 10.0)
+    t0 = world.now_s()
+    daq.start_acquisition(tmp_path / "daq.f64")
+    run_virtual(world, daq, 20.0, t0)
+    daq.stop_acquisition()
+    assert not interlock.tripped and reasons == [] and world.model.pump.running
+
+
+def test_losing_the_pressure_stream_trips_the_interlock(world: SimWorld, daq: Daq, tmp_path: Path) -> None:
+    stop = PumpStop(world)
+    reasons: list[str] = []
+    Interlock(LIMIT_KPA, stop, daq, reasons.append)
+    set_pump(world, 1.0)
+    daq.start_acquisition(tmp_path / "daq.f64")
+    world.advance(30.0)  # nobody lets the reader drain: the device buffer overflows
+    deadline = time.monotonic() + 5
+    while not reasons and time.monotonic() < deadline:
+        time.sleep(0.01)
+    daq.stop_acquisition()
+    assert reasons and reasons[0].startswith("pressure monitoring lost") and "-200279" in reasons[0]
+    assert stop.at_model_s is not None and not world.model.pump.running
+
+
+def test_failed_relief_actions_are_recorded(world: SimWorld, daq: Daq, tmp_path: Path) -> None:
+    def broken_pump_stop() -> None:
+        raise RuntimeError("pump not answering")
+
+    reasons: list[str] = []
+    Interlock(LIMIT_KPA, broken_pump_stop, daq, reasons.append)
+    set_pump(world, 10.0)
+    world.advance(60.0)
+    t0 = world.now_s()
+    daq.set_occlusion(True)
+    daq.start_acquisition(tmp_path / "daq.f64")
+    run_virtual(world, daq, 70.0, t0)
+    daq.stop_acquisition()
+    assert reasons and "stop pump failed: pump not answering" in reasons[0]
+    assert world.model.line.leak and not world.model.line.occlusion  # the valves still acted
