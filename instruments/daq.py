@@ -519,6 +519,16 @@ class Daq:
                 self._latest_cond.wait(min(remaining, 0.1))
             return True
 
+    def wait_for_elapsed(self, elapsed_s: float, timeout_s: float = 10.0) -> bool:
+        """Block until the reader has delivered every full chunk acquired in the first
+        ``elapsed_s`` of acquisition: the barrier a virtual clock needs so that jumping time never
+        outruns the device buffer (which would be a genuine DAQmx overflow)."""
+        samples = int(round(elapsed_s * self.rate_hz)) - 1  # a sample landing exactly at the end may be late
+        last_full_chunk = (samples // self.chunk_samples) * self.chunk_samples - 1
+        if not self.acquiring or last_full_chunk < 0:
+            return True
+        return self.wait_for_sample(last_full_chunk, timeout_s)
+
     def stop_acquisition(self) -> AcquisitionStats:
         """Stop the task; the reader saves what was acquired and exits. Returns its statistics."""
         if self._reader is None:

@@ -111,9 +111,16 @@ Sampler = Callable[["FluidLine"], None]
 
 @dataclass
 class _SamplerSlot:
+    """Sample n is due at origin + n·period: counted as an integer so times never drift."""
+
     period_s: float
-    next_t_s: float
+    origin_s: float
     callback: Sampler
+    index: int = 1
+
+    @property
+    def next_t_s(self) -> float:
+        return self.origin_s + self.index * self.period_s
 
 
 class FluidLine:
@@ -141,7 +148,7 @@ class FluidLine:
     # -- samplers: observers called at exact sample times (the DAQ's buffered acquisition) ----
 
     def add_sampler(self, period_s: float, callback: Sampler) -> _SamplerSlot:
-        slot = _SamplerSlot(period_s, self.t_s + period_s, callback)
+        slot = _SamplerSlot(period_s, self.t_s, callback)
         self._samplers.append(slot)
         return slot
 
@@ -161,14 +168,14 @@ class FluidLine:
         while self.t_s < t_end_s - 1e-12:
             t_next = min(t_end_s, self.t_s + self._step_limit_s())
             due = min((s.next_t_s for s in self._samplers), default=math.inf)
-            if due <= t_next:
-                t_next = due
+            if due <= t_next + 1e-9:  # a sample due at (or within rounding of) the step end
+                t_next = max(due, self.t_s)
             self._step(t_next - self.t_s)
             self.t_s = t_next
             for slot in self._samplers:
-                if slot.next_t_s <= self.t_s + 1e-12:
+                if slot.next_t_s <= self.t_s + 1e-9:
                     slot.callback(self)
-                    slot.next_t_s += slot.period_s
+                    slot.index += 1
 
     def _step_limit_s(self) -> float:
         limit = self.max_step_s
