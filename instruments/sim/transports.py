@@ -82,6 +82,9 @@ class PtyPort:
         if self._closed.is_set():
             return
         self._closed.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            # The reader sits in select() on the master; the pty only goes away once it returns.
+            self._thread.join(timeout=1.0)
         for fd in (self._master, self._slave):
             try:
                 os.close(fd)
@@ -140,9 +143,15 @@ class TcpPort:
     def close(self) -> None:
         self._closed.set()
         try:
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone does not on Linux
+        except OSError:
+            pass
+        try:
             self._server.close()
         except OSError:
             pass
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=1.0)
         for conn in list(self._conns):
             try:
                 conn.shutdown(socket.SHUT_RDWR)
