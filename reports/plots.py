@@ -1,0 +1,347 @@
+"""Plots for the HTML report as inline SVG: flow vs time, trumpet curve, pressure traces.
+
+Why inline SVG from matplotlib's Agg-free SVG writer: the report must be one file that opens
+offline years later; vector plots stay sharp and readable without any script or external URL.
+No pyplot is used, so building a report never touches a global backend. Long series are reduced
+to min/max envelopes per bucket so a spike (an occlusion alarm) is never decimated away.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+MAX_POINTS = 1500
+DEFAULT_DENSITY_G_ML = 0.998  # IEC 60601-2-24: water at 20 degC
+EVENT_COLOURS = {"fault_injected": "#d62728", "alarm": "#e377c2", "detector": "#9467bd", "interlock": "#8c564b"}
+_SVG_STRIP = (
+    re.compile(r"\A.*?(?=<svg)", re.S),  # XML declaration and DOCTYPE (carry URLs)
+    re.compile(r"<metadata>.*?</metadata>\s*", re.S),
+    re.compile(r'\s+xmlns(?::\w+)?="[^"]*"'),  # not needed for SVG inline in HTML5
+)
+
+
+@dataclass
+class Plot:
+    id: str
+    title: str
+    caption: str
+    svg: str
+
+
+def read_csv_columns(path: Path) -> dict[str, np.ndarray]:
+    """A numeric CSV with a header row as {column: array}; empty dict when it has no data rows."""
+    with open(path, encoding="utf-8") as handle:
+        header = [h.strip() for h in handle.readline().split(",")]
+        body = handle.read()
+    try:
+        data = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=2)
+    except ValueError:  # empty cells or words: slow path, NaN for what is not a number
+        data = np.array([[_to_float(c) for c in line.split(",")] for line in body.splitlines() if line.strip()])
+        if data.ndim != 2:
+            raise ValueError(f"{path.name}: rows have different numbers of columns") from None
+    if data.size == 0:
+        return {}
+    return {name: data[:, i] for i, name in enumerate(header) if i < data.shape[1]}
+
+
+def _to_float(cell: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        return {"true": 1.0, "false": 0.0}.get(cell.strip().lower(), float("nan"))
+
+
+def _unit_suffix(unit: str) -> str:
+    return {"kpa": "kpa", "ul/min": "ul_min"}.get(unit.strip().lower(), re.sub(r"\W+", "_", unit.strip().lower()))
+
+
+def read_daq_stream(path: Path, run_started_utc: str | None) -> dict[str, np.ndarray]:
+    """A binary DAQ stream (instruments.daq_stream: float64 scans + header + chunk index) as
+    columns named like the CSV form (pressure_upstream_kpa, flow_ul_min, t_s).
+
+    t_s is procedure time, from the sample number and the rate, shifted by the header's
+    started_utc minus the run's start (whole seconds: both are recorded to the second or better).
+    """
+    from instruments.daq_stream import read_stream
+
+    stream = read_stream(path)
+    header = stream.header
+    rate_hz = float(header["rate_hz"])
+    index = np.concatenate([np.arange(c["first"], c["first"] + c["count"]) for c in stream.chunks]) \
+        if stream.chunks else np.arange(len(stream.scans))
+    n = min(len(index), len(stream.scans))
+    offset_s = 0.0
+    if run_started_utc and header.get("started_utc"):
+        from reports.registry import parse_utc
+
+        try:
+            offset_s = (parse_utc(str(header["started_utc"]), "started_utc")
+                        - parse_utc(run_started_utc, "run start")).total_seconds()
+        except ValueError:
+            offset_s = 0.0
+    columns = {"t_s": index[:n] / rate_hz + offset_s}
+    for i, (channel, unit) in enumerate(zip(header["channels"], header.get("units") or [])):
+        suffix = _unit_suffix(str(unit))
+        name = "flow_ul_min" if suffix == "ul_min" else f"{channel}_{suffix}"
+        columns[name] = np.asarray(stream.scans[:n, i], dtype=float)
+    return columns
+
+
+def _is_stream(path: Path) -> bool:
+    header = path.with_name(path.name + ".header.json")
+    if not header.is_file():
+        return False
+    try:
+        return json.loads(header.read_text(encoding="utf-8")).get("format") == "float64-le scans"
+    except ValueError:
+        return False
+
+
+def _concat_daq(raw_dir: Path, run_started_utc: str | None = None) -> dict[str, np.ndarray]:
+    """All raw/daq* data (CSV text, or binary streams with a header sidecar) in time order."""
+    parts = []
+    for path in sorted(raw_dir.glob("daq*")):
+        if path.name.endswith((".header.json", ".index.jsonl")) or not path.is_file():
+            continue
+        if _is_stream(path):
+            parts.append(read_daq_stream(path, run_started_utc))
+        elif path.suffix == ".csv":
+            parts.append(read_csv_columns(path))
+    parts = [p for p in parts if "t_s" in p and len(p["t_s"])]
+    if not parts:
+        return {}
+    names = set.intersection(*(set(p) for p in parts))
+    joined = {n: np.concatenate([p[n] for p in parts]) for n in names}
+    order = np.argsort(joined["t_s"], kind="stable")
+    return {n: v[order] for n, v in joined.items()}
+
+
+def envelope(t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Min/max per bucket (2 points each) so peaks survive the reduction."""
+    if len(t) <= max_points:
+        return t, y
+    buckets = max_points // 2
+    edges = np.linspace(0, len(t), buckets + 1).astype(int)
+    tt, yy = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if hi <= lo:
+            continue
+        seg = y[lo:hi]
+        i_min, i_max = lo + int(np.argmin(seg)), lo + int(np.argmax(seg))
+        for i in sorted((i_min, i_max)):
+            tt.append(t[i])
+            yy.append(y[i])
+    return np.asarray(tt), np.asarray(yy)
+
+
+def bucket_mean(t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Mean per bucket: for noisy signals (flow sensor) where the level, not the noise, matters."""
+    if len(t) <= max_points:
+        return t, y
+    edges = np.linspace(0, len(t), max_points + 1).astype(int)
+    keep = edges[1:] > edges[:-1]
+    sums_t = np.add.reduceat(t, edges[:-1][keep])
+    sums_y = np.add.reduceat(y, edges[:-1][keep])
+    counts = np.diff(edges)[keep]
+    return sums_t / counts, sums_y / counts
+
+
+def _param(parameters: dict[str, Any], *names: str) -> float | None:
+    for name in names:
+        entry = parameters.get(name)
+        value = entry.get("value") if isinstance(entry, dict) else entry
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def gravimetric_flow_ml_h(
+    t_s: np.ndarray, mass_g: np.ndarray, density_g_ml: float, interval_s: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Q = 3600*dm/(dt*d) mL/h over sample intervals (IEC 60601-2-24: Qi = 60*dWi/(S*d)).
+
+    ``interval_s`` is the procedure's sample interval S; without one, S is chosen so the plot has
+    at most ~240 intervals (never shorter than the balance's own sample spacing).
+    """
+    keep = np.isfinite(t_s) & np.isfinite(mass_g)
+    t_s, mass_g = t_s[keep], mass_g[keep]
+    if len(t_s) < 2:
+        return np.array([]), np.array([])
+    span_s = float(t_s[-1] - t_s[0])
+    spacing_s = span_s / (len(t_s) - 1)
+    interval_s = interval_s or max(spacing_s, span_s / 240.0)
+    grid = np.arange(t_s[0], t_s[-1] + 1e-9, interval_s)
+    if len(grid) < 2:
+        return np.array([]), np.array([])
+    mass_on_grid = np.interp(grid, t_s, mass_g)
+    flow = 3600.0 * np.diff(mass_on_grid) / (np.diff(grid) * density_g_ml)
+    return grid[1:], flow
+
+
+def _figure() -> tuple[Figure, Any]:
+    fig = Figure(figsize=(8.0, 3.4), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def to_svg(fig: Figure, salt: str) -> str:
+    """Deterministic SVG text with no URLs (no DOCTYPE, metadata or namespace declarations)."""
+    with matplotlib.rc_context({"svg.hashsalt": salt, "svg.fonttype": "none"}):
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    svg = buffer.getvalue()
+    for pattern in _SVG_STRIP:
+        svg = pattern.sub("", svg, count=1 if pattern.pattern.startswith(r"\A") else 0)
+    return svg.strip()
+
+
+def _mark_events(ax: Any, events: list[dict[str, Any]], t_scale: float) -> None:
+    seen: set[str] = set()
+    for event in events:
+        t = event.get("t_proc_s")
+        kind = str(event.get("kind"))
+        if kind not in EVENT_COLOURS or not isinstance(t, (int, float)):
+            continue
+        label = kind.replace("_", " ") if kind not in seen else None
+        seen.add(kind)
+        ax.axvline(float(t) / t_scale, color=EVENT_COLOURS[kind], linestyle="--", linewidth=1.0, label=label)
+
+
+def _time_scale(span_s: float) -> tuple[float, str]:
+    return (3600.0, "h") if span_s > 4 * 3600 else (60.0, "min")
+
+
+def flow_plot(daq: dict[str, np.ndarray], balance: dict[str, np.ndarray], results: dict[str, Any], salt: str) -> Plot | None:
+    if "t_s" not in balance and "flow_ul_min" not in daq:
+        return None
+    params = results.get("parameters") or {}
+    fluid = (results.get("station") or {}).get("fluid") or {}
+    density = _param(params, "density_g_ml") or (fluid.get("density_g_ml") if isinstance(fluid, dict) else None)
+    density = float(density or DEFAULT_DENSITY_G_ML)
+    interval_s = _param(params, "sample_interval_s")
+    interval_min = _param(params, "sample_interval_min")
+    interval_s = interval_s or (interval_min * 60.0 if interval_min else None)
+    fig, ax = _figure()
+    span_s = max(float(balance["t_s"][-1]) if "t_s" in balance and len(balance["t_s"]) else 0.0,
+                 float(daq["t_s"][-1]) if "t_s" in daq and len(daq["t_s"]) else 0.0)
+    scale, unit = _time_scale(span_s)
+    if "flow_ul_min" in daq:
+        t, q = bucket_mean(daq["t_s"], daq["flow_ul_min"] * 0.06)
+        ax.plot(t / scale, q, color="#1f77b4", linewidth=0.8, alpha=0.7, label="flow sensor")
+    if "t_s" in balance and "mass_g" in balance:
+        t, q = gravimetric_flow_ml_h(balance["t_s"], balance["mass_g"], density,
+                                     interval_s)
+        ax.step(t / scale, q, where="pre", color="#2ca02c", linewidth=1.4, label="gravimetric")
+    rate = _param(params, "rate_ml_h", "set_rate_ml_h", "programmed_rate_ml_h")
+    if rate is not None:
+        ax.axhline(rate, color="black", linestyle=":", linewidth=1.0, label=f"set rate {rate:g} mL/h")
+    _mark_events(ax, results.get("events") or [], scale)
+    ax.set_xlabel(f"time [{unit}]")
+    ax.set_ylabel("flow [mL/h]")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return Plot("flow", "Flow vs time",
+                f"Gravimetric flow from raw/balance.csv (density {density:g} g/mL) and flow sensor from raw/daq*.",
+                to_svg(fig, f"{salt}-flow"))
+
+
+_TRUMPET_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+
+
+def trumpet_points(measurements: list[dict[str, Any]]) -> dict[str, list[tuple[float, dict[str, Any]]]]:
+    """flow.trumpet.* measurements as {"max"|"min": [(window_min, measurement)]}.
+
+    Accepted names put the window P (minutes) as the first number and "max"/"min" as a separate
+    token, e.g. ``flow.trumpet.P2.ep_max``, ``flow.trumpet.ep_min_5min``, ``flow.trumpet.11.max``.
+    """
+    points: dict[str, list[tuple[float, dict[str, Any]]]] = {"max": [], "min": []}
+    for m in measurements:
+        name = str(m.get("name") or "")
+        if not name.startswith("flow.trumpet.") or not isinstance(m.get("value"), (int, float)):
+            continue
+        suffix = name[len("flow.trumpet."):]
+        tokens = re.split(r"[._\-]", suffix.lower())
+        kind = next((t for t in tokens if t in ("max", "min")), None)
+        number = _TRUMPET_NUMBER.search(suffix)
+        if kind and number:
+            points[kind].append((float(number.group(1)), m))
+    for kind in points:
+        points[kind].sort(key=lambda p: p[0])
+    return points
+
+
+def trumpet_plot(results: dict[str, Any], salt: str) -> Plot | None:
+    measurements = results.get("measurements") or []
+    points = trumpet_points(measurements)
+    if not points["max"] and not points["min"]:
+        return None
+    fig, ax = _figure()
+    for kind, marker, colour in (("max", "^", "#d62728"), ("min", "v", "#1f77b4")):
+        if not points[kind]:
+            continue
+        windows = [p for p, _ in points[kind]]
+        ax.plot(windows, [m["value"] for _, m in points[kind]], marker=marker, color=colour, label=f"Ep({kind})")
+        for bound in ("high", "low"):
+            limits = [m.get(bound) for _, m in points[kind]]
+            if all(isinstance(v, (int, float)) for v in limits):
+                ax.plot(windows, limits, color=colour, linestyle=":", linewidth=0.9)
+    mean = next((m for m in measurements if "mean_error" in str(m.get("name")) and isinstance(m.get("value"), (int, float))), None)
+    if mean is not None:
+        ax.axhline(mean["value"], color="black", linestyle="--", linewidth=1.0, label=f"A = {mean['value']:.3g} %")
+    ax.axhline(0.0, color="grey", linewidth=0.6)
+    ax.set_xlabel("observation window P [min]")
+    ax.set_ylabel("flow error [%]")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return Plot("trumpet", "Trumpet curve",
+                "Maximum and minimum flow error Ep over observation windows P (IEC 60601-2-24); dotted: limits.",
+                to_svg(fig, f"{salt}-trumpet"))
+
+
+def pressure_plot(daq: dict[str, np.ndarray], results: dict[str, Any], salt: str) -> Plot | None:
+    columns = sorted(n for n in daq if n.endswith("_kpa"))
+    if not columns:
+        return None
+    scale, unit = _time_scale(float(daq["t_s"][-1]) if len(daq["t_s"]) else 0.0)
+    fig, ax = _figure()
+    for name in columns:
+        t, p = envelope(daq["t_s"], daq[name])
+        ax.plot(t / scale, p, linewidth=0.9, label=name.removeprefix("pressure_").removesuffix("_kpa"))
+    _mark_events(ax, results.get("events") or [], scale)
+    limit = ((results.get("station") or {}).get("safety") or {}).get("max_line_pressure_kpa")
+    if isinstance(limit, (int, float)):
+        ax.axhline(limit, color="#8c564b", linestyle=":", linewidth=1.0, label=f"interlock {limit:g} kPa")
+    ax.set_xlabel(f"time [{unit}]")
+    ax.set_ylabel("pressure [kPa]")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return Plot("pressure", "Line pressure",
+                "Pressure traces from raw/daq* (min/max envelope); dashed lines: injected faults, alarms, detections, interlocks.",
+                to_svg(fig, f"{salt}-pressure"))
+
+
+def build_plots(raw_dir: Path, results: dict[str, Any], salt: str) -> tuple[list[Plot], list[str]]:
+    """Every plot the record has data for, in report order, plus notes on raw files that could
+    not be read (a damaged raw file must not stop the report: the record is still evidence)."""
+    notes: list[str] = []
+    try:
+        daq = _concat_daq(raw_dir, (results.get("run") or {}).get("started_utc"))
+    except (ValueError, OSError, KeyError) as exc:
+        daq = {}
+        notes.append(f"raw/daq* could not be plotted: {exc}")
+    balance: dict[str, np.ndarray] = {}
+    if (raw_dir / "balance.csv").is_file():
+        try:
+            balance = read_csv_columns(raw_dir / "balance.csv")
+        except (ValueError, OSError) as exc:
+            notes.append(f"raw/balance.csv could not be plotted: {exc}")
+    plots = [flow_plot(daq, balance, results, salt), trumpet_plot(results, salt), pressure_plot(daq, results, salt)]
+    return [p for p in plots if p is not None], notes

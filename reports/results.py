@@ -1,0 +1,165 @@
+"""Run record -> the results document (the content of results.json).
+
+Why a separate model: results.json is the authoritative part of a bundle; the HTML and JUnit are
+views of it. Building it once, from the record alone, keeps the three views consistent.
+
+The overall verdict is the record's outcome, with one guard: a record that claims PASS while a
+measurement failed (or has no measurement at all) is reported as ERROR, so a bundle can never show
+PASS for a result that is not one. A record without ``run_finished`` is INCOMPLETE.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from rig.record import INCOMPLETE, RunRecord
+
+RESULTS_SCHEMA = "rig.results/1"
+FAULT_EVENT_KINDS = ("fault_injected", "alarm", "detector", "interlock")
+
+
+def station_identity(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Station id/name/location whether the snapshot nests them under "station" or not."""
+    inner = snapshot.get("station")
+    source = inner if isinstance(inner, dict) else snapshot
+    return {key: source.get(key) for key in ("id", "name", "location", "mode", "clock")}
+
+
+def _run_date(record: RunRecord) -> _dt.date | None:
+    text = str(record.started.get("t_utc", ""))[:10]
+    try:
+        return _dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def calibration_status(entry: dict[str, Any], run_date: _dt.date | None) -> str:
+    """'valid', 'OVERDUE' or 'unknown' on the day of the run (what counts for the result)."""
+    due_text = entry.get("calibration_due")
+    try:
+        due = _dt.date.fromisoformat(str(due_text)[:10]) if due_text else None
+    except ValueError:
+        due = None
+    if due is not None and run_date is not None:
+        return "OVERDUE" if due < run_date else "valid"
+    if entry.get("calibration_overdue") is True:
+        return "OVERDUE"
+    if entry.get("calibration_overdue") is False:
+        return "valid"
+    return "unknown"
+
+
+def equipment(record: RunRecord) -> list[dict[str, Any]]:
+    """One row per instrument of the station snapshot, with calibration status at the run date."""
+    snapshot = record.started.get("station") or {}
+    instruments = snapshot.get("instruments") or {}
+    items = instruments.items() if isinstance(instruments, dict) else (
+        (str(i.get("name", n)), i) for n, i in enumerate(instruments)
+    )
+    run_date = _run_date(record)
+    rows = []
+    for name, entry in items:
+        if not isinstance(entry, dict):
+            continue
+        identity = entry.get("identity") if isinstance(entry.get("identity"), dict) else {}
+        rows.append({
+            "name": str(entry.get("name", name)),
+            "kind": entry.get("kind"),
+            "driver": entry.get("driver"),
+            "serial": entry.get("serial"),
+            "model": identity.get("model") or entry.get("model"),
+            "firmware": identity.get("firmware") or entry.get("firmware"),
+            "serial_mismatch": bool(entry.get("serial_mismatch", False)),
+            "calibration_due": entry.get("calibration_due"),
+            "calibration_status": calibration_status(entry, run_date),
+            "error": entry.get("error"),
+        })
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def measurement_row(event: dict[str, Any]) -> dict[str, Any]:
+    outcome = str(event.get("outcome", "")).lower()
+    return {
+        "name": event.get("name"),
+        "value": event.get("value"),
+        "unit": event.get("unit"),
+        "low": event.get("low"),
+        "high": event.get("high"),
+        "requirement": event.get("requirement"),
+        "outcome": outcome if outcome in ("pass", "fail") else "error",
+        "uncertainty": event.get("uncertainty"),
+        "decision_rule": event.get("decision_rule"),
+        "t_proc_s": event.get("t_proc_s"),
+        "step": event.get("step"),
+        "detail": event.get("detail"),
+    }
+
+
+def verdict(record: RunRecord, measurements: list[dict[str, Any]]) -> dict[str, Any]:
+    """The overall verdict: the record's outcome, never PASS unless every measurement passed."""
+    outcome = record.outcome
+    reason = record.reason
+    if outcome == "PASS":
+        bad = [m["name"] for m in measurements if m["outcome"] != "pass"]
+        if bad:
+            outcome, reason = "ERROR", f"record says PASS but measurement(s) did not pass: {', '.join(map(str, bad))}"
+        elif not measurements:
+            outcome, reason = "ERROR", "record says PASS but contains no measurement"
+    return {
+        "outcome": outcome,
+        "record_outcome": record.outcome,
+        "reason": reason,
+        "complete": record.outcome != INCOMPLETE,
+        "truncated_tail": record.truncated_tail,
+    }
+
+
+def build_results(record: RunRecord, *, report_id: str, record_sha256: str) -> dict[str, Any]:
+    """The results document for ``record`` (plain JSON types only, ready for canonical_json)."""
+    started = record.started
+    finished = record.finished or {}
+    measurements = [measurement_row(e) for e in record.measurements]
+    passed = sum(1 for m in measurements if m["outcome"] == "pass")
+    snapshot = started.get("station") or {}
+    return {
+        "schema": RESULTS_SCHEMA,
+        "report_id": report_id,
+        "verdict": verdict(record, measurements),
+        "run": {
+            "run_id": started.get("run_id", record.run_dir.name),
+            "started_utc": started.get("t_utc"),
+            "finished_utc": finished.get("t_utc"),
+            "operator": started.get("operator"),
+            "software": started.get("software") or {},
+            "record_sha256": record_sha256,
+        },
+        "station": {
+            **station_identity(snapshot),
+            "fluid": snapshot.get("fluid"),
+            "safety": snapshot.get("safety"),
+            "equipment": equipment(record),
+        },
+        "procedure": started.get("procedure") or {},
+        "item_under_test": started.get("item_under_test") or {},
+        "parameters": started.get("parameters") or {},
+        "measurements": measurements,
+        "summary": {
+            "measurements": len(measurements),
+            "passed": passed,
+            "failed": sum(1 for m in measurements if m["outcome"] == "fail"),
+            "errors": sum(1 for m in measurements if m["outcome"] == "error"),
+        },
+        "events": [
+            {k: v for k, v in e.items() if k != "type"} for e in record.of_type("event")
+        ],
+        "operator_entries": [
+            {k: v for k, v in e.items() if k != "type"} for e in record.of_type("operator_entry")
+        ],
+        "steps": [
+            {k: v for k, v in e.items() if k != "type"} for e in record.of_type("step_finished")
+        ],
+        "safe_state": [
+            {k: v for k, v in e.items() if k != "type"} for e in record.of_type("safe_state")
+        ],
+    }

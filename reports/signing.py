@@ -1,0 +1,96 @@
+"""Sign a bundle: one DSSE envelope per signature in signatures/NN-role.dsse.json.
+
+Why check everything before signing: a signature is a person's statement that they stand behind
+the bundle; signing a bundle that does not verify, or a signature that verification would reject
+(wrong role, key revoked, performer reviewing their own run, a pass claimed for a failed run),
+must be refused at the moment of signing with the reason, not discovered years later.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+
+from reports import audit, roles
+from reports.bundle import load_manifest, require_bundle_dir
+from reports.canonical import canonical_json, sha256_hex
+from reports.dsse import sign_envelope
+from reports.html import with_signature_block
+from reports.keys import SigningKey
+from reports.manifest import REPORT_HTML, SIGNATURES_DIR
+from reports.registry import ROLES, Registry, format_utc
+from reports.verify import STATEMENT_KIND, chain_hash, verify_bundle
+from rig.errors import UsageError
+
+
+class SigningRefused(UsageError):
+    """The signature would not be valid; nothing was written (exit 2)."""
+
+
+def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *, meaning: str | None = None,
+                now: _dt.datetime | None = None, audit_log: Path | None = None) -> Path:
+    """Add a signature by ``key`` in ``role``; return the new envelope file."""
+    bundle = require_bundle_dir(bundle)
+    if role not in ROLES:
+        raise UsageError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    check = verify_bundle(bundle, registry, allow_unsigned=True)
+    if not check.ok:
+        raise SigningRefused("bundle does not verify, refusing to sign:\n  - " + "\n  - ".join(check.reasons()))
+    manifest, manifest_bytes = load_manifest(bundle)
+    verdict = str(manifest["verdict"])
+    signed_at = format_utc(now or _dt.datetime.now(_dt.timezone.utc))
+    meaning = meaning if meaning is not None else roles.default_meaning(role, verdict)
+    entry = registry.find(key.key_id)
+    problems = [roles.verdict_problem(role, verdict), roles.meaning_problem(meaning, verdict)]
+    if entry is None:
+        problems.append(f"key {key.key_id} of {key.signer_id} is not in the key registry {registry.path}")
+    else:
+        if role not in entry.roles:
+            problems.append(f"{entry.signer_id} may not sign as {role} (allowed: {', '.join(entry.roles)})")
+        if entry.signer_id != key.signer_id or entry.printed_name != key.printed_name:
+            problems.append(f"key file says {key.signer_id} ({key.printed_name}); registry says "
+                            f"{entry.signer_id} ({entry.printed_name})")
+        problems.append(entry.problem_at(_dt.datetime.fromisoformat(signed_at.replace("Z", "+00:00"))))
+    existing = [s.statement for s in check.signatures]
+    statement = {
+        "statement": STATEMENT_KIND, "manifest_sha256": sha256_hex(manifest_bytes),
+        "report_id": manifest["report_id"], "run_id": manifest.get("run_id"), "verdict": verdict, "role": role,
+        "meaning": meaning, "signer_id": key.signer_id, "printed_name": key.printed_name, "key_id": key.key_id,
+        "signed_at": signed_at, "sequence": len(existing) + 1,
+        "prior_signatures_sha256": chain_hash([(bundle / SIGNATURES_DIR / s.file).read_bytes() for s in check.signatures]),
+    }
+    if existing and signed_at < str(existing[-1].get("signed_at")):
+        problems.append("the clock is behind the previous signature's signed_at")
+    problems += roles.order_problems(existing + [statement])[-1]
+    problems = [p for p in problems if p]
+    if problems:
+        raise SigningRefused("refusing to sign: " + "; ".join(problems))
+    folder = bundle / SIGNATURES_DIR
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{statement['sequence']:02d}-{role}.dsse.json"
+    envelope = sign_envelope(canonical_json(statement), key.private_key, key.key_id)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise SigningRefused(f"{path.name} appeared meanwhile (someone else signed); sign again") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(envelope)
+        handle.flush()
+        os.fsync(handle.fileno())
+    _refresh_html(bundle, existing + [statement])
+    audit.append_event(
+        audit.resolve_log_path(audit_log, near=registry.path.parent), "signature",
+        report_id=statement["report_id"], manifest_sha256=statement["manifest_sha256"], role=role,
+        signer_id=key.signer_id, key_id=key.key_id, verdict=verdict, envelope_sha256=sha256_hex(envelope),
+        bundle=str(bundle.resolve()),
+    )
+    return path
+
+
+def _refresh_html(bundle: Path, statements: list[dict]) -> None:
+    """Rewrite report.html's signatures block (atomically: a reader never sees half a page)."""
+    page = bundle / REPORT_HTML
+    tmp = page.with_name(f".{page.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(with_signature_block(page.read_bytes(), statements))
+    os.replace(tmp, page)

@@ -1,0 +1,252 @@
+"""Verify a report bundle: every byte, every signature, every signing rule.
+
+What "valid" means (each failed check adds a reason):
+  files       every manifest entry exists with its sha256 and size; no file missing or extra;
+              no symlinks; report.html hashed without its signatures block, and that block equal
+              to the block rendered from signatures/ (see reports.html).
+  content     results.json and manifest agree on report id and verdict.
+  signatures  numbered 01, 02, ... without gaps; each envelope canonical, of our payload type,
+              its statement bound to THIS bundle (manifest sha256 and report id: no replay) and
+              to the signatures before it (hash chain); signed by a registry key that was valid
+              and not revoked at signed_at, registered to the same signer and printed name, with
+              the role allowed; signed_at not before the bundle and not before the previous one;
+              order, separation of duties and verdict rules of reports.roles.
+An unsigned bundle is reported INVALID unless ``allow_unsigned``: without a signature, anyone could
+have rewritten the manifest along with the files.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reports import roles
+from reports.bundle import load_manifest, signature_files
+from reports.canonical import canonical_json, load_json_bytes, sha256_hex
+from reports.dsse import PAYLOAD_TYPE, EnvelopeError, check_signature, open_envelope
+from reports.html import render_signature_block, split_signature_block
+from reports.keys import public_key_from_b64
+from reports.manifest import HTML_HASH_SCOPE, MANIFEST_SCHEMA, REPORT_HTML, hash_many, list_payload
+from reports.registry import Registry, parse_utc
+
+STATEMENT_FIELDS = frozenset({
+    "statement", "manifest_sha256", "report_id", "run_id", "verdict", "role", "meaning", "signer_id",
+    "printed_name", "key_id", "signed_at", "sequence", "prior_signatures_sha256",
+})
+STATEMENT_KIND = "rig.report-signature/1"
+
+
+def chain_hash(envelopes: list[bytes]) -> str:
+    """Hash over all earlier signature files, in order (binds each signature to its predecessors)."""
+    return sha256_hex(canonical_json([sha256_hex(e) for e in envelopes]))
+
+
+@dataclass
+class SignatureCheck:
+    file: str
+    sequence: int
+    role: str
+    statement: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class BundleCheck:
+    bundle: Path
+    report_id: str | None = None
+    verdict: str | None = None
+    manifest_sha256: str | None = None
+    files_checked: int = 0
+    bytes_hashed: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    signatures: list[SignatureCheck] = field(default_factory=list)
+    allow_unsigned: bool = False
+
+    @property
+    def unsigned(self) -> bool:
+        return not self.signatures
+
+    @property
+    def ok(self) -> bool:
+        return (not self.problems and all(s.ok for s in self.signatures)
+                and (self.allow_unsigned or not self.unsigned))
+
+    def reasons(self) -> list[str]:
+        out = list(self.problems)
+        for s in self.signatures:
+            out += [f"signatures/{s.file}: {p}" for p in s.problems]
+        if self.unsigned and not self.allow_unsigned:
+            out.append("bundle has no signatures: file hashes alone do not prove who issued it")
+        return out
+
+
+def _check_entries(manifest: dict[str, Any], check: BundleCheck) -> dict[str, dict[str, Any]]:
+    entries: dict[str, dict[str, Any]] = {}
+    for i, entry in enumerate(manifest["files"]):
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/") \
+                or path == "manifest.json" or path.startswith("signatures/"):
+            check.problems.append(f"manifest files[{i}]: bad path {path!r}")
+            continue
+        if path in entries:
+            check.problems.append(f"manifest lists {path} twice")
+        entries[path] = entry
+    return entries
+
+
+def _check_files(bundle: Path, manifest: dict[str, Any], check: BundleCheck, workers: int | None) -> None:
+    entries = _check_entries(manifest, check)
+    present, listing_problems = list_payload(bundle)
+    check.problems += listing_problems
+    for rel in sorted(set(entries) - set(present)):
+        check.problems.append(f"{rel}: missing (listed in the manifest)")
+    for rel in sorted(set(present) - set(entries)):
+        check.problems.append(f"{rel}: extra file not in the manifest")
+    to_hash = sorted(set(entries) & set(present))
+    for rel, result in sorted(hash_many(bundle, to_hash, workers).items()):
+        entry = entries[rel]
+        if isinstance(result, Exception):
+            check.problems.append(f"{rel}: cannot be checked: {result}")
+            continue
+        sha, size = result
+        check.bytes_hashed += size
+        check.files_checked += 1
+        if rel == REPORT_HTML and entry.get("hash_scope") != HTML_HASH_SCOPE:
+            check.problems.append(f"{rel}: manifest entry lacks hash_scope {HTML_HASH_SCOPE!r}")
+        elif rel != REPORT_HTML and "hash_scope" in entry:
+            check.problems.append(f"{rel}: unexpected hash_scope in the manifest")
+        if sha != entry.get("sha256") or size != entry.get("size"):
+            check.problems.append(f"{rel}: content changed (sha256 {sha[:16]}…, size {size}; "
+                                  f"manifest says {str(entry.get('sha256'))[:16]}…, size {entry.get('size')})")
+
+
+def _check_results(bundle: Path, manifest: dict[str, Any], check: BundleCheck) -> None:
+    try:
+        results = load_json_bytes((bundle / "results.json").read_bytes(), "results.json")
+        outcome = results["verdict"]["outcome"]
+        report_id = results["report_id"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        check.problems.append(f"results.json unreadable: {exc}")
+        return
+    if report_id != manifest.get("report_id"):
+        check.problems.append(f"results.json report id {report_id} differs from the manifest's {manifest.get('report_id')}")
+    if outcome != manifest.get("verdict"):
+        check.problems.append(f"results.json verdict {outcome} differs from the manifest's {manifest.get('verdict')}")
+
+
+def _check_statement(
+    sig: SignatureCheck, statement: Any, *, manifest: dict[str, Any], manifest_sha256: str, prior: list[bytes],
+    registry: Registry, key_id: str, payload_type: str, payload: bytes, signature: bytes, previous_at: Any,
+) -> Any:
+    """Problems of one signature; returns its signed_at (datetime) for the ordering check."""
+    p = sig.problems
+    if not isinstance(statement, dict) or set(statement) != STATEMENT_FIELDS or statement.get("statement") != STATEMENT_KIND:
+        p.append("payload is not a rig signature statement")
+        return None
+    sig.statement = statement
+    if payload_type != PAYLOAD_TYPE:
+        p.append(f"payload type {payload_type!r}, expected {PAYLOAD_TYPE!r}")
+    if statement["sequence"] != sig.sequence or statement["role"] != sig.role:
+        p.append(f"file name says #{sig.sequence:02d} {sig.role}, statement says #{statement['sequence']} "
+                 f"{statement['role']} (signatures renamed or reordered)")
+    if statement["manifest_sha256"] != manifest_sha256 or statement["report_id"] != manifest.get("report_id"):
+        p.append("statement signs a different bundle (manifest sha256 or report id differ): replayed or manifest changed")
+    if statement["verdict"] != manifest.get("verdict"):
+        p.append(f"statement verdict {statement['verdict']} differs from the bundle verdict {manifest.get('verdict')}")
+    if statement["prior_signatures_sha256"] != chain_hash(prior):
+        p.append("chain broken: the signatures before this one are not the ones it signed over")
+    if key_id != statement["key_id"]:
+        p.append(f"envelope key id {key_id} differs from statement key id {statement['key_id']}")
+    role_problem = roles.verdict_problem(str(statement["role"]), str(manifest.get("verdict")))
+    meaning_problem = roles.meaning_problem(str(statement["meaning"]), str(manifest.get("verdict")))
+    p += [x for x in (role_problem, meaning_problem) if x]
+    try:
+        signed_at = parse_utc(statement["signed_at"], "signed_at")
+        created = parse_utc(manifest.get("created_at"), "manifest created_at")
+    except ValueError as exc:
+        p.append(str(exc))
+        return None
+    if signed_at < created:
+        p.append(f"signed_at {statement['signed_at']} is before the bundle was created ({manifest.get('created_at')})")
+    if previous_at is not None and signed_at < previous_at:
+        p.append("signed_at is earlier than the previous signature's")
+    entry = registry.find(str(statement["key_id"]))
+    if entry is None:
+        p.append(f"unknown key {statement['key_id']}: not in the key registry {registry.path}")
+        return signed_at
+    if not check_signature(public_key_from_b64(entry.public_key), payload_type, payload, signature):
+        p.append(f"signature does not verify with key {entry.key_id}")
+    if entry.signer_id != statement["signer_id"] or entry.printed_name != statement["printed_name"]:
+        p.append(f"key {entry.key_id} belongs to {entry.signer_id} ({entry.printed_name}), not "
+                 f"{statement['signer_id']} ({statement['printed_name']})")
+    if statement["role"] not in entry.roles:
+        p.append(f"signer {entry.signer_id} may not sign as {statement['role']} (allowed: {', '.join(entry.roles)})")
+    validity = entry.problem_at(signed_at)
+    if validity:
+        p.append(validity)
+    return signed_at
+
+
+def verify_bundle(bundle: Path, registry: Registry | None, *, allow_unsigned: bool = False,
+                  workers: int | None = None) -> BundleCheck:
+    """Check a bundle completely; never raises for a bad bundle, only collects reasons."""
+    start = time.perf_counter()
+    bundle = Path(bundle)
+    check = BundleCheck(bundle, allow_unsigned=allow_unsigned)
+    try:
+        manifest, manifest_bytes = load_manifest(bundle)
+    except ValueError as exc:
+        check.problems.append(str(exc))
+        return check
+    check.report_id, check.verdict = manifest.get("report_id"), manifest.get("verdict")
+    check.manifest_sha256 = sha256_hex(manifest_bytes)
+    if manifest.get("schema") != MANIFEST_SCHEMA or canonical_json(manifest) != manifest_bytes:
+        check.problems.append("manifest.json is not a canonical manifest of this schema (edited?)")
+    _check_files(bundle, manifest, check, workers)
+    _check_results(bundle, manifest, check)
+    files, problems = signature_files(bundle)
+    check.problems += problems
+    prior: list[bytes] = []
+    previous_at = None
+    for expected, sig_file in enumerate(files, start=1):
+        sig = SignatureCheck(sig_file.path.name, sig_file.sequence, sig_file.role)
+        check.signatures.append(sig)
+        data = sig_file.path.read_bytes()
+        if sig_file.sequence != expected:
+            sig.problems.append(f"numbered {sig_file.sequence:02d} but is signature #{expected} (one missing or added)")
+        try:
+            payload, payload_type, key_id, signature = open_envelope(data, sig_file.path.name)
+            statement = load_json_bytes(payload, "statement")
+        except (EnvelopeError, ValueError) as exc:
+            sig.problems.append(str(exc))
+        else:
+            if registry is None:
+                sig.problems.append("no key registry given: signature cannot be checked")
+            else:
+                previous_at = _check_statement(
+                    sig, statement, manifest=manifest, manifest_sha256=check.manifest_sha256, prior=prior,
+                    registry=registry, key_id=key_id, payload_type=payload_type, payload=payload,
+                    signature=signature, previous_at=previous_at) or previous_at
+        prior.append(data)
+    for sig, order_problems in zip(check.signatures, roles.order_problems([s.statement for s in check.signatures])):
+        sig.problems += order_problems
+    _check_html_block(bundle, check)
+    check.seconds = time.perf_counter() - start
+    return check
+
+
+def _check_html_block(bundle: Path, check: BundleCheck) -> None:
+    try:
+        _, block = split_signature_block((bundle / REPORT_HTML).read_bytes())
+    except (OSError, ValueError) as exc:
+        check.problems.append(f"{REPORT_HTML}: {exc}")
+        return
+    if block != render_signature_block([s.statement for s in check.signatures]):
+        check.problems.append(f"{REPORT_HTML}: signatures block does not match signatures/ (edited or stale)")
