@@ -8,7 +8,6 @@ model instead of waiting, so instruments and procedure agree on what time it is.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 from instruments.sim.control import SimControl
@@ -37,39 +36,22 @@ class RealClock:
             time.sleep(dt_s)
 
 
-Barrier = Callable[[float], None]
-
-
 class VirtualClock:
-    """Time owned by the simulated bench; ``sleep`` advances the model.
+    """Time owned by the simulated bench; ``sleep`` advances the model in one step.
 
-    Long sleeps advance in slices of at most ``max_step_s``, and after each slice every barrier
-    runs with the new time. Why: a streaming DAQ reader must drain the device buffer as time
-    passes, exactly as it would in real time; one huge jump would overflow it.
+    Callers that stream data while time jumps (the runner with a DAQ) slice their sleeps and let
+    the reader drain between slices; see rig.runner.Runner.advance_virtual.
     """
 
     virtual = True
 
-    def __init__(self, control: SimControl, max_step_s: float = 2.0) -> None:
+    def __init__(self, control: SimControl) -> None:
         self._control = control
         self._t_s = control.time_s()
-        self.max_step_s = max_step_s
-        self._barriers: list[Barrier] = []
-
-    def add_barrier(self, barrier: Barrier) -> None:
-        self._barriers.append(barrier)
-
-    def remove_barrier(self, barrier: Barrier) -> None:
-        if barrier in self._barriers:
-            self._barriers.remove(barrier)
 
     def now_s(self) -> float:
         return self._t_s
 
     def sleep(self, dt_s: float) -> None:
-        target = self._t_s + dt_s
-        while target - self._t_s > 1e-9:
-            step = min(self.max_step_s, target - self._t_s) if self._barriers else target - self._t_s
-            self._t_s = self._control.advance(step)
-            for barrier in list(self._barriers):
-                barrier(self._t_s)
+        if dt_s > 0:
+            self._t_s = self._control.advance(dt_s)
