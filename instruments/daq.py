@@ -53,7 +53,8 @@ KINK = "kink_valve"
 KINK_VOLTS_PER_PCT = 0.1  # 0..100 % restriction = 0..10 V
 AI_RANGE_V = 10.0
 AO_READBACK_TOLERANCE_V = 0.02
-BUFFER_SECONDS = 10.0  # device input buffer: room for the reader to fall behind this long
+BUFFER_SECONDS = 30.0  # device input buffer: room for the reader to fall behind this long
+MAX_CHUNKS_PER_READ = 32  # how many waiting chunks one read may fetch
 LATEST_KEYS = {  # what procedures and the live display ask for
     "pressure_upstream": "pressure_upstream_kpa",
     "pressure_downstream": "pressure_downstream_kpa",
@@ -419,7 +420,7 @@ class Daq:
         names = tuple(c.name for c in self.ai_channels)
         scale = np.array([c.scale_per_volt for c in self.ai_channels])[:, None]
         offset = np.array([c.offset for c in self.ai_channels])[:, None]
-        buf = np.zeros((n_ch, self.chunk_samples))
+        buf = np.zeros((n_ch, self.chunk_samples * MAX_CHUNKS_PER_READ))
         # Long enough for a chunk in real time; in virtual time a timeout just means "no time passed".
         timeout_s = max(self.timeout_ms / 1000, 3 * self.chunk_samples / self.rate_hz)
         next_index = 0
@@ -428,13 +429,14 @@ class Daq:
             while True:
                 stopping = self._stop.is_set()
                 try:
-                    n = reader.read_many_sample(buf, self.chunk_samples, timeout=timeout_s)
-                    volts = buf
+                    want = self._samples_to_read(task)
+                    n = reader.read_many_sample(buf[:, :want], want, timeout=timeout_s)
+                    volts = buf[:, :want]
                     error: nidaqmx.errors.DaqError | None = None
                 except nidaqmx.errors.DaqReadError as exc:
                     # Partial reads are packed: channel c's samples start at c·n.
                     n = exc.samps_per_chan_read
-                    volts = buf.reshape(-1)[: n_ch * n].reshape(n_ch, n)
+                    volts = buf[:, :want].copy().reshape(-1)[: n_ch * n].reshape(n_ch, n)
                     error = exc
                 except nidaqmx.errors.DaqError as exc:
                     n, volts, error = 0, buf[:, :0], exc
@@ -463,6 +465,20 @@ class Daq:
         finally:
             self.stats.reader_cpu_s = time.thread_time() - cpu0
             writer.close()
+
+    def _samples_to_read(self, task: Any) -> int:
+        """One chunk, or every whole chunk already waiting when the reader is behind.
+
+        Why: after a jump of virtual time (or a stall of the reader) many chunks wait in the
+        device buffer; fetching them in one call instead of one call per chunk is what keeps
+        a 2-hour virtual run to seconds. Costs one attribute query per read in real time.
+        """
+        try:
+            waiting = int(task.in_stream.avail_samp_per_chan)
+        except (nidaqmx.errors.DaqError, nidaqmx.errors.RpcError):
+            return self.chunk_samples  # the read itself will report what is wrong
+        chunks = min(MAX_CHUNKS_PER_READ, max(1, waiting // self.chunk_samples))
+        return chunks * self.chunk_samples
 
     def _publish(self, chunk: DaqChunk) -> None:
         last = chunk.first_index + chunk.n - 1

@@ -15,25 +15,41 @@ from rig import __version__
 from rig.errors import RigError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_names() -> list[str]:
+    """Every subcommand: one module per command in rig.commands, named like the command."""
+    import rig.commands as commands
+
+    return sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that subcommand's module is imported.
+
+    Why: command modules import what their command needs (matplotlib for reports, nidaqmx for
+    the bench); `rig sim serve` or `rig check` should not pay a second of start-up for the others.
+    """
     parser = argparse.ArgumentParser(
         prog="rig",
         description="Controller for the intrathecal pump verification rig.",
     )
     parser.add_argument("--version", action="version", version=f"rig {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    import rig.commands as commands
-
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"rig.commands.{info.name}")
-        module.register(subparsers)
+    for name in command_names():
+        if only is None or name == only:
+            importlib.import_module(f"rig.commands.{name}").register(subparsers)
     return parser
+
+
+def _requested_command(argv: Sequence[str]) -> str | None:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in command_names() else None
 
 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_requested_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

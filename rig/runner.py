@@ -40,7 +40,7 @@ from rig.spec import Spec
 from rig.step_context import RawCsv, RunAborted, StepContext, StepFailed, StepTimeout
 
 PASS, FAIL = "PASS", "FAIL"
-DAQ_PACE_S = 2.0  # longest virtual-time jump while the DAQ acquires (its buffer holds ~10 s)
+DAQ_PACE_S = 20.0  # longest virtual-time jump while the DAQ acquires (its buffer holds ~30 s)
 DAQ_DRAIN_TIMEOUT_S = 10.0  # wall time allowed for the DAQ reader to catch up after a jump
 
 

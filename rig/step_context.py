@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rig.runner import Runner
 
 REAL_SLICE_S = 0.2  # real-time waits are cut in slices this long so an abort is seen promptly
-VIRTUAL_TICK_S = 5.0  # default tick of a virtual-time wait (live display, abort checks)
+VIRTUAL_TICK_S = 10.0  # default tick of a virtual-time wait (live display, abort checks)
 REAL_TICK_S = 1.0
 
 

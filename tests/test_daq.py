@@ -13,7 +13,7 @@ import pytest
 from nidaqmx.constants import AcquisitionType
 from nidaqmx.error_codes import DAQmxErrors
 
-from instruments.daq import Daq
+from instruments.daq import BUFFER_SECONDS, Daq
 from instruments.daq_stream import read_stream
 from instruments.errors import InstrumentDisconnected, InstrumentReportedError, SafeStateNotConfirmed
 from instruments.sim.daq_server import DaqServer, start_daq_server
@@ -197,7 +197,7 @@ def test_driver_reports_overflow_as_acquisition_failure(world: SimWorld, daq: Da
     failures: list[str] = []
     daq.add_failure_listener(failures.append)
     daq.start_acquisition(tmp_path / "daq.f64")
-    world.advance(30.0)  # 3000 samples into a 1000-sample buffer with nobody reading in between
+    world.advance(3 * BUFFER_SECONDS)  # three buffers full of samples with nobody reading in between
     deadline = time.monotonic() + 5
     while not failures and time.monotonic() < deadline:
         time.sleep(0.01)

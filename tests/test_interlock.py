@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instruments.daq import Daq
+from instruments.daq import BUFFER_SECONDS, Daq
 from instruments.daq_stream import read_stream
 from instruments.sim.daq_server import DaqServer, start_daq_server
 from instruments.sim.world import SimWorld
@@ -102,7 +102,7 @@ def test_losing_the_pressure_stream_trips_the_interlock(world: SimWorld, daq: Da
     Interlock(LIMIT_KPA, stop, daq, reasons.append)
     set_pump(world, 1.0)
     daq.start_acquisition(tmp_path / "daq.f64")
-    world.advance(30.0)  # nobody lets the reader drain: the device buffer overflows
+    world.advance(3 * BUFFER_SECONDS)  # nobody lets the reader drain: the device buffer overflows
     deadline = time.monotonic() + 5
     while not reasons and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -39,7 +39,7 @@ from nidaqmx.utils import unflatten_channel_string
 from instruments.sim.model import FluidLine
 from instruments.sim.world import SimWorld
 
-MAX_MODEL_RATE_HZ = 1000.0
+MAX_MODEL_RATE_HZ = 10.0
 DEVICE_RANGE_V = 10.0  # ±10 V AI and AO, like a USB-6343
 N_AI, N_AO, N_LINES = 16, 4, 8
 GROUND_NOISE_V = 0.0002
