@@ -15,9 +15,9 @@ always one channel per line (the driver's CHAN_PER_LINE grouping); DO tasks can 
 output registers back.
 
 Sample generation: buffered acquisition registers a model sampler (``FluidLine.add_sampler``) so
-samples exist at exact sample times in real and virtual time. Above ``MAX_MODEL_RATE_HZ`` stepping
-the model once per sample would cost most of a CPU core in Python, so the sampler then fires every
-``decimation`` samples and the samples in between are linearly interpolated between the two model
+samples exist at exact sample times in real and virtual time. Above ``model_rate_hz`` stepping
+the model once per sample would cost most of a CPU core in Python (and buys nothing: the model
+itself steps every 0.25 s), so the sampler then fires every ``decimation`` samples and the samples in between are linearly interpolated between the two model
 readings, plus Gaussian noise of variance ``2a(1-a)·σ²`` at fraction ``a`` of the interval (which
 makes every sample's noise variance exactly σ², as for the model's own readings).
 """
@@ -39,7 +39,15 @@ from nidaqmx.utils import unflatten_channel_string
 from instruments.sim.model import FluidLine
 from instruments.sim.world import SimWorld
 
-MAX_MODEL_RATE_HZ = 10.0
+PERISTALTIC_MODEL_RATE_HZ = 20.0  # keeps roller pulsation up to ~10 Hz in the samples
+
+
+def model_rate_hz(model: FluidLine) -> float:
+    """How often the model is read for the DAQ: as often as it steps (4 Hz), and faster for a
+    peristaltic pump, whose pulsation is the one fast signal on the line."""
+    if model.pump.kind == "peristaltic":
+        return PERISTALTIC_MODEL_RATE_HZ
+    return 1.0 / model.max_step_s
 DEVICE_RANGE_V = 10.0  # ±10 V AI and AO, like a USB-6343
 N_AI, N_AO, N_LINES = 16, 4, 8
 GROUND_NOISE_V = 0.0002
@@ -159,7 +167,7 @@ class Acquisition:
         self.task = task
         self.n_channels = len(task.channels)
         self.rate_hz = task.rate_hz
-        self.decimation = max(1, math.ceil(self.rate_hz / MAX_MODEL_RATE_HZ))
+        self.decimation = max(1, math.ceil(self.rate_hz / model_rate_hz(model)))
         self.capacity = int(task.buffer_samples or default_buffer_samples(self.rate_hz))
         self.capacity = max(self.capacity, 2 * self.decimation)
         self.ring = np.zeros((self.n_channels, self.capacity))
