@@ -278,6 +278,7 @@ _TOP: dict[str, Key] = {
     "safety": Key("table", required=True),
     "instruments": Key("table", required=True),
     "detection": Key("table"),
+    "history": Key("table"),
 }
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*")
@@ -307,6 +308,17 @@ _FLUID: dict[str, Key] = {
 
 _SAFETY: dict[str, Key] = {
     "max_line_pressure_kpa": Key("number", required=True, low=1, high=1000, unit="kPa"),
+}
+
+def _history_url_problem(url: str) -> str | None:
+    from rig.history import url_problem  # rig.history owns the URL rules
+
+    return url_problem(url)
+
+
+# [history]: where runs and measurements are filed (rig.history); default sqlite:///<runs_dir>/history.sqlite3
+_HISTORY: dict[str, Key] = {
+    "url": Key("str", check=_history_url_problem),
 }
 
 _INSTRUMENT: dict[str, Key] = {
@@ -438,10 +450,15 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
     if "detection" in top:
         _numbers_only(top["detection"], "detection", problems)
         sections["detection"] = top["detection"]
+    history = problems.table(top["history"], "history", _HISTORY) if "history" in top else {}
     if problems.items:
         raise ConfigError(problems.items, source=str(path))
 
     base = path.parent
+    if "url" in history:
+        from rig.history import resolve_url
+
+        sections["history"] = {"url": resolve_url(history["url"], base)}  # relative = next to this file
     attach = sim.get("attach")
     return Station(
         path=path,
