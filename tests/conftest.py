@@ -41,6 +41,9 @@ from typing import Any
 
 import pytest
 
+# The DAQ tests' fixtures (world -> server -> daq); module-level fixtures of the same name win.
+pytest_plugins = ("tests.daq_fixtures",)
+
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_STATION = REPO / "rig.toml"
 

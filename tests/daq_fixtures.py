@@ -1,12 +1,16 @@
-"""Shared pieces of the DAQ tests: a station-like DAQ config, the sim server, a virtual-time runner."""
+"""Shared pieces of the DAQ tests: a station-like DAQ config, the sim server, a virtual-time runner,
+and the fixtures ``world`` -> ``server`` -> ``daq`` (import them into a test module to use them)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from instruments.daq import Daq
-from instruments.sim.daq_server import start_daq_server
+from instruments.sim.daq_server import DaqServer, start_daq_server
 from instruments.sim.world import SimWorld
 from rig.station import InstrumentConfig
 
@@ -54,3 +58,22 @@ def set_pump(world: SimWorld, rate_ml_h: float, running: bool = True) -> None:
     with world.locked() as model:
         model.pump.rate_ml_h = rate_ml_h
         model.pump.running = running
+
+
+@pytest.fixture
+def world() -> SimWorld:
+    return SimWorld(virtual=True, seed=3)
+
+
+@pytest.fixture
+def server(world: SimWorld) -> Iterator[DaqServer]:
+    srv, _ = start_daq_server(world, daq_config())
+    yield srv
+    srv.stop(0)
+
+
+@pytest.fixture
+def daq(server: DaqServer) -> Iterator[Daq]:
+    d = open_daq(server.address, daq_config())
+    yield d
+    d.close()

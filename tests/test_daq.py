@@ -18,26 +18,9 @@ from instruments.daq_stream import read_stream
 from instruments.errors import InstrumentDisconnected, InstrumentReportedError, SafeStateNotConfirmed
 from instruments.sim.daq_server import DaqServer, start_daq_server
 from instruments.sim.world import SimWorld
-from tests.daq_fixtures import CHANNELS, CHUNK, RATE_HZ, daq_config, open_daq, run_virtual, set_pump
+from tests.daq_fixtures import CHANNELS, RATE_HZ, daq_config, open_daq, run_virtual, set_pump
 
 
-@pytest.fixture
-def world() -> SimWorld:
-    return SimWorld(virtual=True, seed=3)
-
-
-@pytest.fixture
-def server(world: SimWorld) -> Iterator[DaqServer]:
-    srv, _ = start_daq_server(world, daq_config())
-    yield srv
-    srv.stop(0)
-
-
-@pytest.fixture
-def daq(server: DaqServer) -> Iterator[Daq]:
-    d = open_daq(server.address, daq_config())
-    yield d
-    d.close()
 
 
 @pytest.fixture

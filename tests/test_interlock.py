@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from instruments.daq import BUFFER_SECONDS, Daq
 from instruments.daq_stream import read_stream
-from instruments.sim.daq_server import DaqServer, start_daq_server
+from instruments.sim.daq_server import DaqServer
 from instruments.sim.world import SimWorld
 from rig.interlock import Interlock
-from tests.daq_fixtures import CHUNK, RATE_HZ, daq_config, open_daq, run_virtual, set_pump
+from tests.daq_fixtures import CHUNK, RATE_HZ, run_virtual, set_pump
 
 LIMIT_KPA = 20.0
 
 
-@pytest.fixture
-def world() -> SimWorld:
-    return SimWorld(virtual=True, seed=5)
-
-
-@pytest.fixture
-def server(world: SimWorld) -> Iterator[DaqServer]:
-    srv, _ = start_daq_server(world, daq_config())
-    yield srv
-    srv.stop(0)
-
-
-@pytest.fixture
-def daq(server: DaqServer) -> Iterator[Daq]:
-    d = open_daq(server.address, daq_config())
-    yield d
-    d.close()
 
 
 class PumpStop:
