@@ -4,18 +4,26 @@ Why discovery by module: adding a procedure is adding one file (plus its spec fi
 a list. The module name should equal the procedure id, so `rig run ID` imports only that module
 and a broken sibling cannot stop it; `rig list` imports all of them and reports broken ones
 instead of crashing.
+
+Procedures outside this package (test-only procedures such as the fault-injection matrix's, under
+tests/faults/) are added by naming their modules, comma-separated, in ``$RIG_EXTRA_PROCEDURES``
+(e.g. ``faults.fault_matrix``, importable from ``sys.path``); the env var keeps test code out of
+the shipped package while `rig run` finds them through the same discovery.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rig.errors import UsageError
 from rig.procedure import Procedure
+
+EXTRA_ENV = "RIG_EXTRA_PROCEDURES"
 
 
 @dataclass
@@ -25,7 +33,8 @@ class Discovery:
 
 
 def _from_module(module_name: str) -> Procedure | None:
-    module = importlib.import_module(f"{__name__}.{module_name}")
+    qualified = module_name if "." in module_name else f"{__name__}.{module_name}"
+    module = importlib.import_module(qualified)
     procedure = getattr(module, "PROCEDURE", None)
     if procedure is None:
         return None
@@ -38,10 +47,15 @@ def module_names() -> list[str]:
     return sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
 
 
+def extra_module_names() -> list[str]:
+    """Fully qualified modules named in $RIG_EXTRA_PROCEDURES (see the module docstring)."""
+    return [name.strip() for name in os.environ.get(EXTRA_ENV, "").split(",") if name.strip()]
+
+
 def discover() -> Discovery:
     """Every procedure, by id; modules that fail to import are listed in ``broken``."""
     found = Discovery()
-    for name in module_names():
+    for name in module_names() + extra_module_names():
         try:
             procedure = _from_module(name)
         except Exception as exc:  # noqa: BLE001 - one broken module must not hide the others

@@ -104,6 +104,9 @@ class Registry:
             for i, raw in enumerate(document.get("keys") or []):
                 try:
                     entry = KeyEntry(**raw)
+                    # A string would pass `role in entry.roles` as a substring test: list only.
+                    if not isinstance(entry.roles, list) or not all(r in ROLES for r in entry.roles):
+                        raise ValueError(f"roles must be a list of {', '.join(ROLES)}, got {entry.roles!r:.80}")
                     parse_utc(entry.valid_from, "valid_from")
                     for field in ("valid_until", "revoked_at"):
                         if getattr(entry, field):

@@ -11,6 +11,7 @@ PASS for a result that is not one. A record without ``run_finished`` is INCOMPLE
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from typing import Any
 
 from rig.record import INCOMPLETE, RunRecord
@@ -78,8 +79,16 @@ def equipment(record: RunRecord) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["name"])
 
 
+def _is_number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+
+
 def measurement_row(event: dict[str, Any]) -> dict[str, Any]:
+    """One results row. A value that is not a number (a damaged or edited record) makes the row
+    an error, whatever outcome the record claims, so the verdict cannot be PASS."""
     outcome = str(event.get("outcome", "")).lower()
+    if not _is_number_or_null(event.get("value")):
+        outcome = "error"
     return {
         "name": event.get("name"),
         "value": event.get("value"),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import threading
 from dataclasses import dataclass, field
@@ -114,6 +115,17 @@ class RunRecord:
         return [e for e in self.events if e.get("type") == event_type]
 
 
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a run record can hold (the writer never writes it)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} overflows to {value} (the writer never writes a non-finite number)")
+    return value
+
+
 def read_record(path: Path | str) -> RunRecord:
     """Read a record (a run directory or its record.jsonl). A torn last line is tolerated and
     flagged; corruption anywhere else is an error naming the line."""
@@ -129,7 +141,7 @@ def read_record(path: Path | str) -> RunRecord:
     truncated = False
     for number, raw in enumerate(lines, start=1):
         try:
-            event = json.loads(raw)
+            event = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
             if not isinstance(event, dict) or "type" not in event:
                 raise ValueError("not an event object with a 'type'")
         except (ValueError, UnicodeDecodeError) as exc:

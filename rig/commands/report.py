@@ -25,7 +25,7 @@ from reports.keys import load_key_file
 from reports.registry import ENV_VAR as REGISTRY_ENV, ROLES, Registry, default_registry_path
 from reports.signing import sign_bundle
 from reports.verify import BundleCheck, verify_bundle
-from rig.errors import UsageError
+from rig.errors import RigError, UsageError
 
 PASSPHRASE_ENV = "RIG_KEY_PASSPHRASE"
 VERDICT_STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCOMPLETE": "bold dark_orange", "ABORTED": "bold magenta",
@@ -72,8 +72,11 @@ def _registry(path: str | None, *, required: bool) -> Registry | None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    bundle = build_bundle(Path(args.run), Path(args.out) if args.out else None, supersedes=args.supersedes,
-                          audit_log=Path(args.audit_log) if args.audit_log else None)
+    try:
+        bundle = build_bundle(Path(args.run), Path(args.out) if args.out else None, supersedes=args.supersedes,
+                              audit_log=Path(args.audit_log) if args.audit_log else None)
+    except OSError as exc:  # disk full, permission denied: the partial bundle is already removed
+        raise RigError(f"report bundle not built: {exc}") from exc
     manifest, _ = load_manifest(bundle)
     print(f"report {manifest['report_id']} ({manifest['verdict']}) written to {bundle}")
     return 0
@@ -84,8 +87,11 @@ def cmd_sign(args: argparse.Namespace) -> int:
     registry = _registry(args.registry, required=True)
     passphrase = read_passphrase(args.passphrase_env, f"passphrase for {args.key}: ")
     key = load_key_file(Path(args.key), passphrase)
-    path = sign_bundle(bundle, key, args.role, registry, meaning=args.meaning,
-                       audit_log=Path(args.audit_log) if args.audit_log else None)
+    try:
+        path = sign_bundle(bundle, key, args.role, registry, meaning=args.meaning,
+                           audit_log=Path(args.audit_log) if args.audit_log else None)
+    except OSError as exc:  # disk full, read-only bundle: one line, not a traceback
+        raise RigError(f"signature not written: {exc}") from exc
     print(f"signed as {args.role} by {key.printed_name} ({key.signer_id}): {path}")
     return 0
 
