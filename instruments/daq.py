@@ -445,7 +445,12 @@ class Daq:
                     return
                 if n:
                     data = volts[:, :n] * scale + offset
-                    writer.write(next_index, data)
+                    try:
+                        writer.write(next_index, data)
+                    except OSError as exc:  # disk full, quota, I/O error: the stream is lost
+                        self._fail(writer, next_index, f"cannot write the sample stream to disk: {exc}",
+                                   InstrumentReportedError)
+                        return
                     chunk = DaqChunk(next_index, self.rate_hz, names, data)
                     next_index += n
                     self._publish(chunk)
@@ -464,7 +469,10 @@ class Daq:
                     return
         finally:
             self.stats.reader_cpu_s = time.thread_time() - cpu0
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:
+                log.warning("%s: closing the sample stream: %s", self.name, exc)
 
     def _samples_to_read(self, task: Any) -> int:
         """One chunk, or every whole chunk already waiting when the reader is behind.
@@ -495,7 +503,11 @@ class Daq:
                 log.exception("%s: chunk listener %r failed", self.name, listener)
 
     def _fail(self, writer: StreamWriter, at_sample: int, detail: str, cls: type[InstrumentError]) -> None:
-        writer.event("error", detail, at_sample)
+        """Mark the acquisition failed and tell every failure listener (the interlock trips on it)."""
+        try:
+            writer.event("error", detail, at_sample)
+        except OSError:
+            pass  # the disk that failed the stream may fail its index too; the listeners still hear
         self._failure = cls(self.name, "acquisition", detail)
         self.stats.error = detail
         with self._latest_cond:

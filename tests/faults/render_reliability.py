@@ -166,9 +166,9 @@ def render(cells: dict[tuple[str, str], dict[str, Any]], *, wall_s: float | None
     lines += [f"* {g}" for g in gaps] or ["* none"]
     lines += [
         "",
-        "Outside the matrix, `tests/faults/test_daq_stream_loss.py` (strict xfail) pins a gap the disk-full",
-        "cells uncovered: a full disk under the DAQ stream alone kills the DAQ reader thread silently, so the",
-        "overpressure interlock is never told that pressure monitoring is lost.",
+        "Outside the matrix, `tests/faults/test_daq_stream_loss.py` pins a gap the disk-full cells uncovered",
+        "and that is now fixed: a full disk under the DAQ stream alone fails the acquisition loudly, so the",
+        "overpressure interlock trips (\"pressure monitoring lost\") and the run ends ABORTED.",
         "",
     ]
     return "\n".join(lines)

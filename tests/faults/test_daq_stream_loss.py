@@ -2,9 +2,9 @@
 
 The matrix's disk-full cells fill the disk for every file of the run, so the record write fails
 and the run ends INCOMPLETE anyway. With only the DAQ stream failing (raw data on a separate
-volume, a quota, a bad sector) the reader thread dies on the OSError without telling its failure
-listeners: the overpressure interlock is never told that pressure monitoring is lost, the run goes
-on with frozen pressure readings, and run_finished says ``daq.error = None``.
+volume, a quota, a bad sector) the reader used to die silently, leaving the overpressure interlock
+blind while the pump ran on. Now the acquisition fails loudly: the interlock trips ("pressure
+monitoring lost"), the run is ABORTED and run_finished carries the DAQ error.
 """
 
 from __future__ import annotations
@@ -12,19 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from faults import harness
 
-# The disk-full cells kill the DAQ reader thread (the gap test_daq_stream_loss.py pins); its
-# traceback is expected there, not a new failure.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "instruments/daq.py Daq._read_loop lets an OSError from StreamWriter.write (disk full) kill the reader "
-    "thread without calling _fail(): the interlock's failure listener never fires, so the rig keeps pumping "
-    "with the overpressure interlock blind. Fix: catch OSError around writer.write and call self._fail(...)"))
 def test_disk_full_on_the_daq_stream_alone_trips_the_interlock(tmp_path: Path) -> None:
     def act(bench: harness.CellBench, run_dir: Path) -> Any:
         return lambda ctx: harness.redirect_run_files_to_full_disk(run_dir, "raw/daq.f64")

@@ -54,9 +54,6 @@ EXPECTED: dict[str, tuple[tuple[str, str], ...]] = {
 }
 PASS_CLAIM = "I confirm the item under test passed"
 
-# The disk-full cells kill the DAQ reader thread (the gap test_daq_stream_loss.py pins); its
-# traceback is expected there, not a new failure.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 
 
 def cell_id(cell: tuple[str, str]) -> str:
