@@ -42,6 +42,8 @@ def read_csv_columns(path: Path) -> dict[str, np.ndarray]:
     with open(path, encoding="utf-8") as handle:
         header = [h.strip() for h in handle.readline().split(",")]
         body = handle.read()
+    if not body.strip():
+        return {}
     try:
         data = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=2)
     except ValueError:  # empty cells or words: slow path, NaN for what is not a number
