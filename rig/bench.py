@@ -10,6 +10,7 @@ beyond this resolution step: a driver gets a resource string either way.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Mapping
 from typing import Any
 
 from instruments.registry import DRIVERS
@@ -20,6 +21,7 @@ from rig.errors import BenchError, RigError
 from rig.station import InstrumentConfig, Station
 
 PUMP_KINDS = ("syringe_pump", "peristaltic_pump")
+SAFETY_KINDS = PUMP_KINDS + ("daq",)  # what must be made safe if the controller dies (rig.supervisor)
 SIM = "sim"
 
 
@@ -29,6 +31,47 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, (RigError, OSError)) or type(exc).__module__.startswith("instruments"):
         return text
     return f"{type(exc).__name__}: {text}"
+
+
+def open_driver(name: str, plan: Mapping[str, Any]) -> Any:
+    """Construct one driver from a plan (kind, driver, resource, grpc_server, timeout_ms, options).
+
+    Why a function: the Bench and the safe-state supervisor (rig.supervisor, another process that
+    reopens the pump and DAQ after the controller died) must open drivers in exactly one way.
+    """
+    try:
+        cls = DRIVERS[plan["driver"]].load()
+    except (ImportError, AttributeError) as exc:
+        raise BenchError(f"driver {plan['driver']!r} cannot be loaded: {exc}") from exc
+    kwargs: dict[str, Any] = {"timeout_ms": plan["timeout_ms"], "options": dict(plan["options"])}
+    if plan["kind"] == "daq":
+        kwargs["grpc_server"] = plan["grpc_server"]
+    return cls(name, plan["resource"], **kwargs)
+
+
+def safe_state_order(kinds: Mapping[str, str]) -> list[str]:
+    """Instrument names (name -> kind): pumps first (stop delivery), then the DAQ (valves to
+    safe), then everything else."""
+    rank = {kind: 0 for kind in PUMP_KINDS} | {"daq": 1}
+    return sorted(kinds, key=lambda n: rank.get(kinds[n], 2))
+
+
+def safe_state_each(drivers: Mapping[str, Any], failures: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Safe state for every driver in order, even when some fail: (read-backs, failures).
+
+    A None driver is a failure (``failures`` says why it is not open): its state is unknown.
+    """
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for name, driver in drivers.items():
+        try:
+            if driver is None:
+                raise BenchError(f"not open, safe state unknown: {failures.get(name, 'bench is closed')}")
+            results[name] = driver.safe_state()
+        except Exception as exc:  # noqa: BLE001 - keep going: the other instruments matter
+            failed[name] = describe_error(exc)
+            results[name] = {"error": failed[name]}
+    return results, failed
 
 
 class Bench:
@@ -42,6 +85,7 @@ class Bench:
         self.resolved: dict[str, str] = {}  # name -> the resource actually opened
         self.resolved_grpc: dict[str, str | None] = {}  # daq name -> gRPC server actually used
         self.resources: dict[str, Any] = {}  # the simulated bench's resources (sim mode)
+        self.plans: dict[str, dict[str, Any]] = {}  # name -> how its driver was opened (open_driver)
         self.sim: SimControl | None = None
         self.clock: Clock = RealClock()
         self._sim_process: Any = None  # instruments.sim.launcher.SimProcess we started
@@ -137,15 +181,11 @@ class Bench:
         self.resolved[cfg.name] = resource
         if cfg.kind == "daq":
             self.resolved_grpc[cfg.name] = grpc
-        try:
-            cls = DRIVERS[cfg.driver].load()
-        except (ImportError, AttributeError) as exc:
-            raise BenchError(f"driver {cfg.driver!r} cannot be loaded: {exc}") from exc
-        kwargs: dict[str, Any] = {"timeout_ms": cfg.timeout_ms, "options": dict(cfg.options)}
-        if cfg.kind == "daq":
-            kwargs["grpc_server"] = grpc
-        driver = cls(cfg.name, resource, **kwargs)
+        plan: dict[str, Any] = {"kind": cfg.kind, "driver": cfg.driver, "resource": resource,
+                                "grpc_server": grpc, "timeout_ms": cfg.timeout_ms, "options": dict(cfg.options)}
+        driver = open_driver(cfg.name, plan)
         self.instruments[cfg.name] = driver  # registered first, so close() reaches it
+        self.plans[cfg.name] = plan
         self.identities[cfg.name] = driver.identify()
 
     # -- accessors ----------------------------------------------------------------------------
@@ -181,10 +221,7 @@ class Bench:
     # -- safety -------------------------------------------------------------------------------
 
     def _safe_state_order(self) -> list[str]:
-        """Pumps first (stop delivery), then the DAQ (valves to safe), then everything else."""
-        rank = {kind: 0 for kind in PUMP_KINDS} | {"daq": 1}
-        names = list(self.station.instruments)
-        return sorted(names, key=lambda n: rank.get(self.station.instruments[n].kind, 2))
+        return safe_state_order({name: cfg.kind for name, cfg in self.station.instruments.items()})
 
     def safe_state(self) -> dict[str, Any]:
         """Put EVERY instrument in its safe state, even when some fail; return the read-backs.
@@ -192,25 +229,26 @@ class Bench:
         Raises BenchError listing the failures (its ``results`` attribute holds the full dict) so
         the caller cannot mistake an unconfirmed safe state for a confirmed one.
         """
-        results: dict[str, Any] = {}
-        failed: dict[str, str] = {}
-        for name in self._safe_state_order():
-            driver = self.instruments.get(name)
-            try:
-                if driver is None:
-                    raise BenchError(
-                        f"not open, safe state unknown: {self.failures.get(name, 'bench is closed')}"
-                    )
-                results[name] = driver.safe_state()
-            except Exception as exc:  # noqa: BLE001 - keep going: the other instruments matter
-                failed[name] = describe_error(exc)
-                results[name] = {"error": failed[name]}
+        drivers = {name: self.instruments.get(name) for name in self._safe_state_order()}
+        results, failed = safe_state_each(drivers, self.failures)
         if failed:
             lines = "; ".join(f"{n}: {msg}" for n, msg in failed.items())
             error = BenchError(f"safe state not confirmed for {len(failed)} instrument(s): {lines}")
             error.results = results  # type: ignore[attr-defined]
             raise error
         return results
+
+    @property
+    def sim_child(self) -> bool:
+        """True when this bench started its own simulated bench, which stops when we die."""
+        return self._sim_process is not None
+
+    def safe_state_plan(self) -> dict[str, dict[str, Any]]:
+        """How to reopen the open pumps and the DAQ from another process (rig.supervisor), in
+        safe-state order: the same drivers on the SAME resolved resources, as plain JSON data."""
+        kinds = {name: plan["kind"] for name, plan in self.plans.items()
+                 if name in self.instruments and plan["kind"] in SAFETY_KINDS}
+        return {name: self.plans[name] for name in safe_state_order(kinds)}
 
     # -- record -------------------------------------------------------------------------------
 
@@ -292,4 +330,5 @@ class Bench:
         self.close()
 
 
-__all__ = ["Bench", "PUMP_KINDS", "describe_error"]
+__all__ = ["Bench", "PUMP_KINDS", "SAFETY_KINDS", "describe_error", "open_driver", "safe_state_each",
+           "safe_state_order"]

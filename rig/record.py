@@ -16,6 +16,11 @@ Layout: ``runs/<run_id>/record.jsonl`` and ``runs/<run_id>/raw/*``. Event types 
   step_finished  step, index, status ("done"|"failed"|"aborted"|"error"), t_utc, t_proc_s
   safe_state     confirmed (bool), instruments{name: readback}, t_utc
   run_finished   outcome ("PASS"|"FAIL"|"ABORTED"|"ERROR"), reason, t_utc
+
+Lines with ``by: "supervisor"`` were appended by rig.supervisor after the controller process died
+(an ``event`` of kind "warning" and a ``safe_state``): never a run_finished, so the record stays
+INCOMPLETE. If the dead controller left a torn last line, the supervisor starts on a new line and
+the reader skips that torn line (flagged ``truncated_tail``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from rig.errors import UsageError
 
 OUTCOMES = ("PASS", "FAIL", "ABORTED", "ERROR")
 INCOMPLETE = "INCOMPLETE"
+SUPERVISOR = "supervisor"  # the "by" of lines appended after the controller died (rig.supervisor)
 
 
 def utc_now() -> str:
@@ -75,13 +81,38 @@ class RecordWriter:
                 self._file.close()
 
 
+def append_after_crash(path: Path | str, events: list[dict[str, Any]]) -> None:
+    """Append ``events`` (each gets ``by: "supervisor"``) to a record whose writer is dead.
+
+    One O_APPEND write of newline-terminated lines, then fsync. If the file does not end in a
+    newline (the controller was killed mid-line), the write starts with one, so the torn line
+    stays a line of its own that ``read_record`` can skip instead of corrupting ours.
+    """
+    text = "".join(json.dumps({**e, "by": SUPERVISOR}, sort_keys=True, allow_nan=False, default=str) + "\n"
+                   for e in events)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    text = "\n" + text
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class RunRecord:
     """A record read back. ``outcome`` is INCOMPLETE unless a run_finished event exists."""
 
     path: Path
     events: list[dict[str, Any]]
-    truncated_tail: bool = False  # last line was cut mid-write (crash)
+    truncated_tail: bool = False  # the controller's last line was cut mid-write (crash)
     started: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -126,9 +157,25 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _parse_line(raw: bytes) -> dict[str, Any]:
+    event = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    if not isinstance(event, dict) or "type" not in event:
+        raise ValueError("not an event object with a 'type'")
+    return event
+
+
+def _only_supervisor_lines(lines: list[bytes]) -> bool:
+    """True if every line parses and was appended by the supervisor after the controller died."""
+    try:
+        return all(_parse_line(raw).get("by") == SUPERVISOR for raw in lines)
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
 def read_record(path: Path | str) -> RunRecord:
-    """Read a record (a run directory or its record.jsonl). A torn last line is tolerated and
-    flagged; corruption anywhere else is an error naming the line."""
+    """Read a record (a run directory or its record.jsonl). A torn last line of the controller
+    is tolerated and flagged — it is the last line, or followed only by the supervisor's lines
+    (see ``append_after_crash``); corruption anywhere else is an error naming the line."""
     path = Path(path)
     if path.is_dir():
         path = path / "record.jsonl"
@@ -141,13 +188,11 @@ def read_record(path: Path | str) -> RunRecord:
     truncated = False
     for number, raw in enumerate(lines, start=1):
         try:
-            event = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
-            if not isinstance(event, dict) or "type" not in event:
-                raise ValueError("not an event object with a 'type'")
+            event = _parse_line(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            if number == len(lines):
+            if not truncated and _only_supervisor_lines(lines[number:]):
                 truncated = True
-                break
+                continue
             raise UsageError(f"run record {path} line {number} is corrupt: {exc}") from exc
         events.append(event)
     if not events or events[0].get("type") != "run_started":

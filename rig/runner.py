@@ -5,7 +5,9 @@ Why the structure below: the safe state sits in one ``finally`` that nothing can
 limit, an exception, an instrument that stops answering, a step timeout, an interlock trip, Ctrl-C
 (twice), SIGTERM. Signals and trips never raise; they set an ``AbortFlag`` (rig.signals) that
 ``StepContext`` checks before every instrument call and during every wait, so the procedure
-stops between two instrument operations, never in the middle of one.
+stops between two instrument operations, never in the middle of one. What no ``finally`` can
+survive — ``kill -9`` — is covered by a supervisor process (rig.supervisor) started with the run:
+if this process dies without releasing it, it stops the pump and sets the valves safe itself.
 
 Outcomes: PASS only if every step completed and every declared measurement was taken and is
 within its limits; FAIL if the run completed but a limit was violated (or the procedure declared
@@ -17,6 +19,7 @@ state could not be confirmed, whatever happened before.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import time
 import traceback
@@ -132,6 +135,7 @@ class Runner:
         self._t0_wall_s = 0.0
         self._live_failed = False
         self._acquiring = False  # the DAQ streams to raw/daq.f64
+        self._supervisor: Any = None  # rig.supervisor.Supervisor watching this process
         self._acq_t0_s = 0.0  # clock time of DAQ sample 0
 
     # -- time ------------------------------------------------------------------------------
@@ -267,6 +271,7 @@ class Runner:
                 self._t0_proc_s = self.bench.clock.now_s()
                 self.display.start(self._run_info())
                 self._run_started()
+                self._start_supervisor()
                 interlock = self._attach_interlock()
                 self._start_acquisition()
                 for index, step in enumerate(self.procedure.steps):
@@ -376,6 +381,36 @@ class Runner:
             return ERROR, f"unexpected error{at}: {type(exc).__name__}: {exc}"
         return ABORTED, f"stopped by {type(exc).__name__}"
 
+    # -- the supervisor (kill -9) ------------------------------------------------------------
+
+    def _start_supervisor(self) -> None:
+        """Start the process that makes the bench safe if this one is killed (rig.supervisor).
+
+        Only a bench that can say how to reopen its pump and DAQ from another process
+        (``safe_state_plan``) is supervised. Failing to start never changes the run: it is recorded."""
+        plan_of = getattr(self.bench, "safe_state_plan", None)
+        if plan_of is None:
+            return
+        try:
+            from rig.supervisor import Supervisor
+
+            self._supervisor = Supervisor.start({
+                "record": str(self.writer.path), "run_id": self.run_id, "runner_pid": os.getpid(),
+                "sim_child": bool(getattr(self.bench, "sim_child", False)), "instruments": plan_of(),
+            })
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            self.event("warning", f"the safe-state supervisor did not start ({describe_error(exc)}): if this "
+                                  "process is killed, nothing will stop the pump")
+
+    def _release_supervisor(self) -> None:
+        """The safe state is in the record: tell the supervisor to exit without acting."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is None:
+            return
+        problem = supervisor.release()
+        if problem is not None and self._writer is not None:
+            self.event("warning", f"{problem}: a kill -9 then would have left the bench unattended")
+
     # -- interlock and acquisition -----------------------------------------------------------
 
     def _on_trip(self, reason: str) -> None:
@@ -465,11 +500,13 @@ class Runner:
         except Exception as exc:  # noqa: BLE001
             problems.append(f"detaching the interlock failed: {describe_error(exc)}")
         if self._writer is None:
+            self._try(self._release_supervisor)
             return confirmed, outcome
         for problem in problems:
             self._try(lambda p=problem: self.event("warning", p))
         self._try(lambda: self.writer.append("safe_state", confirmed=confirmed, instruments=readback,
                                              error=failure, t_utc=utc_now(), t_proc_s=self._safe_now()))
+        self._try(self._release_supervisor)
         if not confirmed:
             outcome = (ERROR, f"safe state NOT confirmed: {failure} (before that the run ended "
                               f"{outcome[0]}: {outcome[1]})")

@@ -104,13 +104,10 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
     for fault in ("silent", "garbage", "drop", "stall", "daq_error", "overpressure", "step_timeout")
 }
 # Cells that reveal a limitation no controller code can fix; the test asserts everything else,
-# then xfails with this reason (strict: a fix makes it XPASS and the mark must go).
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("kill9", phase): ("kill -9 leaves the pump running: no process is left to stop it. Needs the pump's own "
-                       "communications watchdog (NE-1000 safe mode `SAF`, alarm `A?T`), which neither the driver "
-                       "nor the emulator implements yet")
-    for phase in ("delivery", "fault_step", "measurement")  # in setup the pump has not started yet
-}
+# then xfails with this reason (strict: a fix makes it XPASS and the mark must go). None left:
+# kill -9 used to leave the pump running, until the safe-state supervisor (rig.supervisor).
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
+SUPERVISOR_WAIT_S = 20.0  # wall time allowed for the supervisor to act after a kill -9
 
 
 def cells() -> list[tuple[str, str]]:
@@ -355,6 +352,8 @@ def run_as_process(fault: str, phase: str, directory: Path) -> CellRun:
             snapshot = measurements_on_disk(run_dir)
             os.kill(proc.pid, SIGNALS[fault])
             stdout, stderr = proc.communicate(timeout=60)
+            if fault == "kill9":
+                wait_for_supervisor(run_dir)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -362,6 +361,18 @@ def run_as_process(fault: str, phase: str, directory: Path) -> CellRun:
         state = bench.state()
     record, error = _read(run_dir)
     return CellRun(run_dir, record, error, state, snapshot, [], proc.returncode, stdout + stderr)
+
+
+def wait_for_supervisor(run_dir: Path, timeout_s: float = SUPERVISOR_WAIT_S) -> bool:
+    """After a kill -9: wait until the supervisor's safe_state is in the record (True), or give
+    up after ``timeout_s`` (False) and let the cell's checks of the bench's own state judge."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        record, _ = _read(run_dir)
+        if record is not None and any(e.get("by") == "supervisor" for e in record.of_type("safe_state")):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def ended_in(record: RunRecord) -> str | None:

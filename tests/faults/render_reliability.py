@@ -170,6 +170,13 @@ def render(cells: dict[tuple[str, str], dict[str, Any]], *, wall_s: float | None
         "and that is now fixed: a full disk under the DAQ stream alone fails the acquisition loudly, so the",
         "overpressure interlock trips (\"pressure monitoring lost\") and the run ends ABORTED.",
         "",
+        "In the kill -9 cells nothing of `rig run` survives to stop the pump: the safe-state supervisor",
+        "(`rig/supervisor.py`, a process each run starts and releases at its normal end) sees its pipe close",
+        "without a release, reopens the pump and the DAQ, commands their safe state and appends the read-back",
+        "(`safe_state` with `by: \"supervisor\"`) and a warning to the record, never a `run_finished`: the record",
+        "stays INCOMPLETE. `tests/test_supervisor.py` requires the pump stopped within 5 s of the kill",
+        "(~0.4 s measured).",
+        "",
     ]
     return "\n".join(lines)
 

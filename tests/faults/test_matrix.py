@@ -5,7 +5,8 @@ the record is readable and truthful (outcome and reason name the fault; it claim
 when the bench confirms one); every measurement already on disk when the fault struck is still
 there, unchanged; and the run can never be reported or signed as a pass. Cells where a fault
 cannot reach the phase are "n/a" with the reason (harness.NOT_APPLICABLE); known limitations no
-controller code can fix are strict xfails (harness.KNOWN_GAPS).
+controller code can fix are strict xfails (harness.KNOWN_GAPS; none at present: kill -9 is covered
+by the safe-state supervisor, rig.supervisor).
 
 Every cell writes what it observed to $RIG_FAULT_MATRIX_OUT (when set) as JSON;
 tests/faults/render_reliability.py runs this module and renders docs/reliability.md from them.
@@ -169,6 +170,11 @@ def test_fault_during_run(cell: tuple[str, str], lab: dict[str, Any], tmp_path: 
         run = harness.run_in_process(fault, phase, tmp_path)
     obs = observe(fault, phase, run, lab, time.monotonic() - t0)
     assert_cell(fault, phase, obs)
+    if fault == "kill9":  # nothing of the runner survives: the supervisor made it safe and said so
+        assert run.record is not None
+        by_supervisor = [e["type"] for e in run.record.events if e.get("by") == "supervisor"]
+        assert by_supervisor == ["event", "safe_state"], by_supervisor
+        assert obs.record_safe_claim and obs.valves_safe, "the supervisor did not confirm a safe bench"
     finish(obs, fault, phase)
 
 
