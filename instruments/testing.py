@@ -51,3 +51,19 @@ class ScriptedResource:
 
     def assert_done(self) -> None:
         assert not self.script, f"script not consumed: {self.script!r}"
+
+
+class WriteSpy:
+    """Wraps a real (open) resource and records every write: to prove what was sent how often,
+    e.g. that a state-changing command is never retried."""
+
+    def __init__(self, res: object) -> None:
+        self._res = res
+        self.writes: list[bytes] = []
+
+    def write_raw(self, data: bytes) -> int:
+        self.writes.append(data)
+        return self._res.write_raw(data)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._res, name)

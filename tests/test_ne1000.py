@@ -20,7 +20,7 @@ from instruments.pump import Pump, PumpAlarm
 from instruments.sim.ne1000_emulator import ADVANCE_PER_MICROSTEP_MM, NE1000Emulator
 from instruments.sim.transports import PtyPort
 from instruments.sim.world import SimWorld
-from instruments.testing import ScriptedResource
+from instruments.testing import ScriptedResource, WriteSpy
 from instruments.visa_instrument import Identity
 
 
@@ -286,20 +286,6 @@ def test_emulator_counts_commanded_not_real_displacement(emulator: NE1000Emulato
 
 # -- (c) end to end over a real pseudo-terminal -------------------------------------------------
 
-
-class WriteSpy:
-    """Counts what the driver writes, passing everything through to the real resource."""
-
-    def __init__(self, res: Any) -> None:
-        self._res = res
-        self.writes: list[bytes] = []
-
-    def write_raw(self, data: bytes) -> int:
-        self.writes.append(data)
-        return self._res.write_raw(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._res, name)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from instruments.reglo_icc import (
 from instruments.sim.reglo_icc_emulator import RegloICCEmulator, ml_per_rev
 from instruments.sim.transports import PtyPort
 from instruments.sim.world import SimWorld
-from instruments.testing import ScriptedResource
+from instruments.testing import ScriptedResource, WriteSpy
 from instruments.visa_instrument import Identity
 
 CONFIGURE = [(b"1M\r", b"*"), (b"1J\r", b"*"), (b"1+0025\r", b"*")]
@@ -213,18 +213,6 @@ def test_emulator_counts_and_resets_pumped_volume(emulator: RegloICCEmulator, wo
 
 # -- (c) end to end over a pseudo-terminal --------------------------------------------------------
 
-
-class WriteSpy:
-    def __init__(self, res: Any) -> None:
-        self._res = res
-        self.writes: list[bytes] = []
-
-    def write_raw(self, data: bytes) -> int:
-        self.writes.append(data)
-        return self._res.write_raw(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._res, name)
 
 
 @pytest.fixture
