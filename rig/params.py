@@ -17,7 +17,9 @@ from typing import Any
 from rig.errors import UsageError
 from rig.procedure import Parameter, Procedure
 
-_VALUE = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*$")
+# ASCII digits only: a fullwidth "１" or an Arabic-Indic digit is not what a technician means to type.
+_VALUE = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*$", re.ASCII)
+_DECIMAL_COMMA = re.compile(r"^,\d", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,14 @@ class ParameterValues:
 
     values: dict[str, float]
     given: frozenset[str]
+    source: str = "command line"  # where the given values came from, e.g. "suite file"
 
     def for_record(self, procedure: Procedure) -> dict[str, Any]:
         return {
             p.name: {
                 "value": self.values[p.name],
                 "unit": p.unit,
-                "source": "command line" if p.name in self.given else "default",
+                "source": self.source if p.name in self.given else "default",
             }
             for p in procedure.parameters
         }
@@ -50,6 +53,9 @@ def parse_value(param: Parameter, text: str) -> float | int:
             f"parameter {param.name}: {text.strip()!r} is not a number; allowed: {param.allowed()}"
         )
     number, suffix = match.groups()
+    if _DECIMAL_COMMA.match(suffix):
+        raise UsageError(f"parameter {param.name}: {text.strip()!r} uses a decimal comma; write "
+                         f"{number}.{suffix[1:]} (allowed: {param.allowed()})")
     if suffix and not (param.unit and _same_unit(suffix, param.unit)):
         expected = f"in {param.unit}" if param.unit else "without a unit"
         raise UsageError(
@@ -63,8 +69,9 @@ def parse_value(param: Parameter, text: str) -> float | int:
     return param.convert(value)
 
 
-def parse_params(items: Iterable[str], procedure: Procedure) -> ParameterValues:
-    """``["rate_ml_h=0.5", ...]`` -> values merged over the procedure's defaults."""
+def parse_params(items: Iterable[str], procedure: Procedure, source: str = "command line") -> ParameterValues:
+    """``["rate_ml_h=0.5", ...]`` -> values merged over the procedure's defaults; ``source`` says
+    where the given values came from, for the record."""
     values: dict[str, float] = procedure.defaults()
     given: set[str] = set()
     names = [p.name for p in procedure.parameters]
@@ -88,7 +95,7 @@ def parse_params(items: Iterable[str], procedure: Procedure) -> ParameterValues:
         problem = check(values)
         if problem:
             raise UsageError(f"parameters of {procedure.id}: {problem}")
-    return ParameterValues(values=values, given=frozenset(given))
+    return ParameterValues(values=values, given=frozenset(given), source=source)
 
 
 __all__ = ["ParameterValues", "parse_params", "parse_value"]

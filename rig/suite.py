@@ -174,7 +174,7 @@ def _params(procedure: Procedure, table: dict[str, Any], where: str, problems: P
             return None
         items.append(f"{name}={value!r}" if isinstance(value, float) else f"{name}={value}")
     try:
-        return parse_params(items, procedure)
+        return parse_params(items, procedure, source="suite file")
     except UsageError as exc:
         problems.add(where, str(exc))
         return None

@@ -63,6 +63,8 @@ def test_params_defaults_and_given_values_with_optional_unit_suffix() -> None:
         ("repeats=2x", "parameter repeats: unit 'x' is not accepted; give the value without a unit"),
         ("rate=1", "unknown parameter 'rate' for procedure demo (did you mean rate_ml_h?); its parameters: rate_ml_h [mL/h], repeats"),
         ("rate_ml_h", "--param 'rate_ml_h': expected NAME=VALUE"),
+        ("rate_ml_h=1,5", "parameter rate_ml_h: '1,5' uses a decimal comma; write 1.5"),
+        ("rate_ml_h=\uff11", "parameter rate_ml_h: '\uff11' is not a number"),  # fullwidth digit one
     ],
 )
 def test_bad_params_name_the_parameter_and_the_allowed_range(arg: str, message: str) -> None:
@@ -70,6 +72,13 @@ def test_bad_params_name_the_parameter_and_the_allowed_range(arg: str, message: 
         parse_params([arg], make_procedure())
     assert message in str(info.value)
     assert info.value.exit_code == 2
+
+
+def test_record_says_where_given_values_came_from() -> None:
+    proc = make_procedure()
+    record = parse_params(["repeats=2"], proc, source="suite file").for_record(proc)
+    assert record["repeats"]["source"] == "suite file"
+    assert record["rate_ml_h"]["source"] == "default"
 
 
 def test_param_given_twice_and_cross_parameter_check() -> None:
