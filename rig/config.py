@@ -17,6 +17,7 @@ import math
 import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,15 @@ def _type_name(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return type(value).__name__
+
+
+def _hidden_characters(text: str) -> str:
+    """Control and invisible formatting characters (bidi overrides, zero-width), named.
+
+    Why: in a serial number or an id they make two different records look identical to a reviewer.
+    """
+    found = sorted({c for c in text if unicodedata.category(c) in ("Cc", "Cf")})
+    return ", ".join(f"U+{ord(c):04X} ({unicodedata.name(c, 'control character')})" for c in found)
 
 
 def _num(x: float) -> str:
@@ -175,6 +185,10 @@ class Problems:
                 where,
                 f"{show(value)} has the wrong type ({_type_name(value)}); expected {description}",
             )
+            return False
+        hidden = _hidden_characters(value) if isinstance(value, str) else ""
+        if hidden:
+            self.add(where, f"{show(value)} contains {hidden}; expected printable characters only")
             return False
         if rule.choices is not None and value not in rule.choices:
             allowed = ", ".join(show(c) for c in rule.choices)
