@@ -407,7 +407,7 @@ class NightlyRunner:
                 procedure=procedure, spec=entry.spec, params=entry.params, bench=bench, run_dir=run_dir,
                 run_id=run_id, operator=operator, display=display, abort=flag,
                 item_under_test={a.step: a.answer for a in item_answers}, pre_answers=item_answers,
-                software=self._software,
+                software=self._software, audit_log=self.audit_log,
             ).run()
         except RigError as exc:  # e.g. the record cannot be created: nothing ran
             base.reason = str(exc)

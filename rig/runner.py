@@ -18,6 +18,7 @@ state could not be confirmed, whatever happened before.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import subprocess
@@ -114,6 +115,7 @@ class Runner:
         item_under_test: Mapping[str, Any] | None = None,
         pre_answers: list[OperatorAnswer] | None = None,
         software: Mapping[str, Any] | None = None,
+        audit_log: Path | None = None,
     ) -> None:
         self.procedure = procedure
         self.spec = spec
@@ -127,6 +129,9 @@ class Runner:
         self.item_under_test = dict(item_under_test or {})
         self.pre_answers = list(pre_answers or [])
         self.software = dict(software) if software is not None else software_identity()
+        # The hash-chained audit log (reports.audit): explicit, else $RIG_AUDIT_LOG, else
+        # <runs dir>/audit.jsonl, the same log report builds go to.
+        self.audit_log = audit_log
         self.state: dict[str, Any] = {}
         self.measurements: list[dict[str, Any]] = []
         self._raw: dict[str, RawCsv] = {}
@@ -246,6 +251,12 @@ class Runner:
             item_under_test=self.item_under_test,
             clock={"virtual": bool(self.bench.clock.virtual), "t0_proc_s": self._t0_proc_s},
         )
+        try:
+            self._audit("run_started", procedure=f"{procedure.id} {procedure.version}",
+                        station=(snapshot.get("station") or {}).get("id"), operator=self.operator.name,
+                        record=str(self.writer.path))
+        except Exception as exc:  # noqa: BLE001 - the audit log must not stop a run; the record says so
+            self.event("warning", f"audit log not written: {describe_error(exc)}")
         for answer in self.pre_answers:
             self.writer.append("operator_entry", **answer.event_fields())
         for name, inst in snapshot.get("instruments", {}).items():
@@ -517,8 +528,18 @@ class Runner:
                                              wall_s=round(self.wall_elapsed_s(), 3),
                                              safe_state_confirmed=confirmed, daq=daq_stats))
         self._try(self.writer.close)
+        self._try(lambda: self._audit("run_finished", outcome=outcome[0], reason=outcome[1],
+                                      record_sha256=hashlib.sha256(self.writer.path.read_bytes()).hexdigest()))
         self._try(lambda: self.display.finish(outcome[0], outcome[1]))
         return confirmed, outcome
+
+    def _audit(self, kind: str, **data: Any) -> None:
+        """One entry in the hash-chained audit log; run_finished anchors the record's final sha256,
+        so a later edit of the record shows against the chain."""
+        from reports import audit
+
+        audit.append_event(audit.resolve_log_path(self.audit_log, near=self.run_dir.parent), kind,
+                           run_id=self.run_id, **data)
 
     def _safe_state(self) -> tuple[bool, dict[str, Any], str | None]:
         try:

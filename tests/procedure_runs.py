@@ -78,6 +78,6 @@ def run_procedure(tmp_path: Path, procedure: str, params: dict[str, float] | Non
         argv = ["run", procedure, "--station", str(station), "--out", str(out), "--plain", "--no-report",
                 *ANSWERS, *(a for k, v in (params or {}).items() for a in ("--param", f"{k}={v}"))]
         code = main(argv)
-    run_dir = next(out.iterdir())
+    run_dir = next(p for p in out.iterdir() if p.is_dir())  # beside runs: the audit log
     lines = (run_dir / "record.jsonl").read_text(encoding="utf-8").splitlines()
     return Run(code, [json.loads(line) for line in lines], run_dir)

@@ -5,6 +5,8 @@ in the emulators' own state through the control channel, not in the drivers' mem
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 import procedures
+from reports.audit import verify_log
 from rig.bench import Bench
 from rig.config import load_station
 from rig.display import Display
@@ -78,6 +81,13 @@ def test_delivery_check_passes_with_daq_and_interlock(station_file: Callable[...
     # The model delivered what the balance saw (within the line's stored volume).
     assert state["model"]["totals"]["delivered_ml"] == pytest.approx(1.0 * (600 / 3600), rel=0.02)
     assert_pump_stopped(state)
+    # The run is in the hash-chained audit log, its final record anchored by sha256.
+    log = result.run_dir.parent / "audit.jsonl"
+    assert verify_log(log).ok
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["kind"] for e in entries] == ["run_started", "run_finished"]
+    assert entries[1]["data"]["outcome"] == "PASS"
+    assert entries[1]["data"]["record_sha256"] == hashlib.sha256((result.run_dir / "record.jsonl").read_bytes()).hexdigest()
 
 
 def test_displacement_fault_fails_the_gravimetric_limits(station_file: Callable[..., Path], tmp_path: Path) -> None:
