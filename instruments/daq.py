@@ -36,6 +36,7 @@ from nidaqmx.error_codes import DAQmxErrors
 from nidaqmx.stream_readers import AnalogMultiChannelReader, DigitalMultiChannelReader
 from nidaqmx.stream_writers import AnalogSingleChannelWriter, DigitalMultiChannelWriter
 
+from instruments.daq_channels import KINK, VALVES
 from instruments.daq_stream import StreamWriter
 from instruments.errors import (
     InstrumentDisconnected,
@@ -48,8 +49,6 @@ from instruments.visa_instrument import Identity, in_range
 
 log = logging.getLogger(__name__)
 
-VALVES = ("occlusion_valve", "leak_valve", "disconnect_valve")
-KINK = "kink_valve"
 KINK_VOLTS_PER_PCT = 0.1  # 0..100 % restriction = 0..10 V
 AI_RANGE_V = 10.0
 AO_READBACK_TOLERANCE_V = 0.02

@@ -603,7 +603,7 @@ def _channels(channels: dict[str, Any], path: str, problems: Problems) -> None:
 def _channel_role_problem(name: str, ctype: str) -> str | None:
     """Outputs drive the fault valves, so their channel names say which valve (the driver's rule)."""
     try:
-        from instruments.daq import KINK, VALVES  # the driver owns the names it understands
+        from instruments.daq_channels import KINK, VALVES  # the names the driver understands
     except ImportError:  # pragma: no cover - nidaqmx is a dependency; the bench reports it
         return None
     if ctype == "ao" and name != KINK:

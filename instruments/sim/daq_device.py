@@ -36,6 +36,7 @@ import numpy as np
 from nidaqmx.error_codes import DAQmxErrors
 from nidaqmx.utils import unflatten_channel_string
 
+from instruments.daq_channels import KINK, VALVES
 from instruments.sim.model import FluidLine
 from instruments.sim.world import SimWorld
 
@@ -118,8 +119,8 @@ AI_SIGNALS: dict[str, tuple[Reading, NoiseOf]] = {
     "pressure_downstream": (FluidLine.downstream_pressure_kpa, lambda m: m.params.pressure_noise_kpa),
     "flow_sensor": (FluidLine.flow_sensor_ul_min, lambda m: m.params.flow_noise_ul_min),
 }
-DO_VALVES = {"occlusion_valve": "occlusion", "leak_valve": "leak", "disconnect_valve": "disconnect"}
-AO_KINK = "kink_valve"
+DO_VALVES = dict(zip(VALVES, ("occlusion", "leak", "disconnect")))  # station role -> model line state
+AO_KINK = KINK
 KINK_PCT_PER_VOLT = 10.0
 
 
