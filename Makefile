@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m rig.demo
+	$(BIN)/python -m rig.cli.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

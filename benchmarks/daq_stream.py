@@ -25,7 +25,7 @@ from instruments.daq import Daq
 from instruments.daq_stream import read_stream
 from instruments.sim.daq_server import start_daq_server
 from instruments.sim.world import SimWorld
-from rig.station import InstrumentConfig
+from rig.station.model import InstrumentConfig
 
 RATE_HZ = 10_000.0
 CHUNK = 1_000

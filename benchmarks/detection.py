@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from instruments.sim.model import FluidLine
-from rig.detection import DetectionParams, DetectorBank, Event, Sample
+from rig.analysis.detection import DetectionParams, DetectorBank, Event, Sample
 
 FAULT_AFTER_ARMING_S = 60.0  # monitor this long on a healthy line before the fault
 LINGER_S = 600.0  # keep watching after the alarm, to list other detectors the fault trips

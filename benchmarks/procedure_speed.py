@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import procedures
-from rig.bench import Bench
-from rig.config import load_station
-from rig.display import Display
-from rig.operator import Operator
-from rig.params import parse_params
-from rig.runner import Runner
+from rig.engine.display import Display
+from rig.engine.operator import Operator
+from rig.engine.params import parse_params
+from rig.engine.runner import Runner
+from rig.station.bench import Bench
+from rig.station.config import load_station
 
 REPO = Path(__file__).resolve().parents[1]
 FULL = {"run_min": 120, "analysis_start_min": 60, "analysis_end_min": 120}

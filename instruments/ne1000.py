@@ -31,7 +31,11 @@ import math
 import re
 from typing import Any, ClassVar
 
-from instruments.errors import InstrumentReportedError, MalformedReply, SafeStateNotConfirmed
+from instruments.errors import (
+    InstrumentReportedError,
+    MalformedReply,
+    SafeStateNotConfirmed,
+)
 from instruments.pump import PumpAlarm
 from instruments.visa_instrument import Identity, VisaInstrument, in_range
 

@@ -29,7 +29,11 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from instruments.errors import InstrumentReportedError, MalformedReply, SafeStateNotConfirmed
+from instruments.errors import (
+    InstrumentReportedError,
+    MalformedReply,
+    SafeStateNotConfirmed,
+)
 from instruments.visa_instrument import Identity, VisaInstrument, in_range
 
 _VOLUME1 = re.compile(r"^(\d)(\d{3})E([+-]\d)$")

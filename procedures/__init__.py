@@ -20,8 +20,8 @@ import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rig.engine.procedure import Procedure
 from rig.errors import UsageError
-from rig.procedure import Procedure
 
 EXTRA_ENV = "RIG_EXTRA_PROCEDURES"
 
@@ -39,7 +39,7 @@ def _from_module(module_name: str) -> Procedure | None:
     if procedure is None:
         return None
     if not isinstance(procedure, Procedure):
-        raise TypeError(f"PROCEDURE is a {type(procedure).__name__}, not a rig.procedure.Procedure")
+        raise TypeError(f"PROCEDURE is a {type(procedure).__name__}, not a rig.engine.procedure.Procedure")
     return procedure.bound(Path(module.__file__ or ""))
 
 

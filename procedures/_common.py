@@ -2,7 +2,7 @@
 that feeds the DAQ stream to the fault detectors.
 
 Why one module: occlusion, kink, leak, disconnect and soak all do the same three things — run the
-pump at a rate, watch the streaming pressures and flow with the detectors of ``rig.detection``,
+pump at a rate, watch the streaming pressures and flow with the detectors of ``rig.analysis.detection``,
 and time a fault injected through the DAQ's valves. Writing that once keeps the procedures short
 and makes them agree on what "detected" and "latency" mean. Nothing here knows about the
 simulated bench: faults go through ``ctx.daq`` (the valves), time through ``ctx.wait``.
@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 
 from instruments.pump import PumpAlarm
-from rig.detection import DetectionParams, DetectorBank, Event, Sample
+from rig.analysis.detection import DetectionParams, DetectorBank, Event, Sample
+from rig.engine.context import StepContext
+from rig.engine.operator import Entry, Instruction
+from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 from rig.errors import BenchError
-from rig.operator import Entry, Instruction
-from rig.procedure import Measurement, Parameter, Procedure, Step
-from rig.runner import StepContext
 
 DETECTOR_RATE_HZ = 2.0  # DAQ samples are block-averaged to this rate before the detectors
 # (benchmarks/detection.py characterises the detectors at 2 Hz; averaging only lowers the noise)

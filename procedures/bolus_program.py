@@ -28,11 +28,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from procedures._common import (
-    ITEM_SERIAL, SETUP_LINE, BalanceLog, density_g_ml, pump_alarm, set_rate, start_pump, stop_pump,
+    ITEM_SERIAL,
+    SETUP_LINE,
+    BalanceLog,
+    density_g_ml,
+    pump_alarm,
+    set_rate,
+    start_pump,
+    stop_pump,
     tare,
 )
-from rig.procedure import Measurement, Parameter, Procedure, Step
-from rig.runner import StepContext
+from rig.engine.context import StepContext
+from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 
 SEGMENTS = 3
 MIN_PART_ML = 0.01  # 100 digits of a 0.1 mg balance: < 1 % quantisation per part

@@ -25,9 +25,9 @@ import math
 from collections.abc import Mapping
 
 from instruments.pump import PumpAlarm
-from rig.operator import Entry, Instruction
-from rig.procedure import Measurement, Parameter, Procedure, Step
-from rig.runner import StepContext
+from rig.engine.context import StepContext
+from rig.engine.operator import Entry, Instruction
+from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 
 MIN_PROGRAMMED_ML = 0.1
 BALANCE_RESOLUTION_G = 0.0001

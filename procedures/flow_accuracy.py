@@ -3,7 +3,7 @@
 Method: tare the weighing vessel, run the pump at ``rate_ml_h`` for ``run_min`` and read the
 balance every ``balance_read_s`` (every reading goes to raw/balance.csv, ``t_s,mass_g``). The
 readings are interpolated onto a grid of sample interval S = ``sample_interval_min`` from the
-pump start (rig.flow_metrics), and each sample's flow is
+pump start (rig.analysis.flow_metrics), and each sample's flow is
 
     Qi = (60·ΔWi/S + E)/d  mL/h     (d = fluid density, E = evaporation blank rate in g/h)
 
@@ -28,17 +28,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from procedures._common import (
-    ITEM_SERIAL, SETUP_LINE, BalanceLog, LineMonitor, density_g_ml, pump_alarm, start_pump,
-    stop_pump, tare, watch,
+    ITEM_SERIAL,
+    SETUP_LINE,
+    BalanceLog,
+    LineMonitor,
+    density_g_ml,
+    pump_alarm,
+    start_pump,
+    stop_pump,
+    tare,
+    watch,
 )
+from rig.analysis.flow_metrics import (
+    DEFAULT_MIN_DIGITS_PER_SAMPLE,
+    TRUMPET_WINDOWS_MIN,
+    WATER_DENSITY_20C_G_ML,
+    TrumpetCurve,
+    analysis_period,
+    check_sample_interval,
+    flow_agreement,
+    flow_ml_h,
+    mean_flow_error_pct,
+    resample_increments,
+    trumpet_curve,
+    ul_min_to_ml_h,
+)
+from rig.engine.context import StepContext
+from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 from rig.errors import UsageError
-from rig.flow_metrics import (
-    DEFAULT_MIN_DIGITS_PER_SAMPLE, TRUMPET_WINDOWS_MIN, WATER_DENSITY_20C_G_ML, TrumpetCurve,
-    analysis_period, check_sample_interval, flow_agreement, flow_ml_h, mean_flow_error_pct,
-    resample_increments, trumpet_curve, ul_min_to_ml_h,
-)
-from rig.procedure import Measurement, Parameter, Procedure, Step
-from rig.runner import StepContext
 
 M_MEAN = "flow.mean_error_pct"
 M_SENSOR = "flow.sensor_vs_balance_pct"
@@ -59,7 +76,7 @@ def _check_density(p: Mapping[str, float]) -> str | None:
 
 
 def _check_resolution(p: Mapping[str, float]) -> str | None:
-    """S long enough for the balance at this rate (rig.flow_metrics says which S would do)."""
+    """S long enough for the balance at this rate (rig.analysis.flow_metrics says which S would do)."""
     density = p["density_g_ml"] or WATER_DENSITY_20C_G_ML
     try:
         check_sample_interval(p["sample_interval_min"], p["rate_ml_h"], p["balance_resolution_g"], density)

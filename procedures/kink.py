@@ -21,11 +21,20 @@ stop the pump and let the line relax for a minute.
 from __future__ import annotations
 
 from procedures._common import (
-    ITEM_SERIAL, SETUP_LINE, BalanceLog, LineMonitor, density_g_ml, establish_baseline,
-    guard_pressure, start_pump, stop_pump, tare, watch,
+    ITEM_SERIAL,
+    SETUP_LINE,
+    BalanceLog,
+    LineMonitor,
+    density_g_ml,
+    establish_baseline,
+    guard_pressure,
+    start_pump,
+    stop_pump,
+    tare,
+    watch,
 )
-from rig.procedure import Measurement, Parameter, Procedure, Step
-from rig.runner import StepContext
+from rig.engine.context import StepContext
+from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 
 SEVERITIES_PCT: tuple[int, ...] = (50, 75, 90, 100)
 RESTRICTION_DETECTORS = ("kink", "occlusion")

@@ -3,7 +3,7 @@
 Method: deliver at ``rate_ml_h`` until the detectors have settled and learnt the healthy line
 (``baseline_min``), open the DAQ's leak valve (a bleed before the flow sensor: part of the drug
 never reaches the catheter), and wait up to ``max_wait_min`` for the ``leak`` detector (flow below
-what the rate predicts AND upstream pressure below its baseline, rig.detection). Only the leak
+what the rate predicts AND upstream pressure below its baseline, rig.analysis.detection). Only the leak
 detector's alarm counts; any other detector that alarms is named in the measurement detail.
 
 * leak.detected    1 if the leak detector alarmed within the wait, else 0

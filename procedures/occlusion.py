@@ -7,7 +7,7 @@ pump running. Two alarms are timed from the valve closing, each on its own:
 
 * the **pump's** alarm — the item under test reporting it cannot deliver (NE-1000: motor stall,
   PumpAlarm "stall"); pressure at alarm = upstream line pressure when the alarm is seen;
-* the **rig's** ``occlusion`` detector (pressure trend, rig.detection) — its own event, not the
+* the **rig's** ``occlusion`` detector (pressure trend, rig.analysis.detection) — its own event, not the
   first event of any detector (the threshold backstop or a kink alarm do not count).
 
 The wait ends when both have alarmed or after ``max_wait_min``. If the line approaches the
@@ -24,11 +24,22 @@ faster rates where they say so.
 from __future__ import annotations
 
 from procedures._common import (
-    ITEM_SERIAL, SETUP_LINE, BalanceLog, LineMonitor, density_g_ml, establish_baseline,
-    guard_pressure, monitor_of, pump_alarm, start_pump, stop_pump, tare, watch,
+    ITEM_SERIAL,
+    SETUP_LINE,
+    BalanceLog,
+    LineMonitor,
+    density_g_ml,
+    establish_baseline,
+    guard_pressure,
+    monitor_of,
+    pump_alarm,
+    start_pump,
+    stop_pump,
+    tare,
+    watch,
 )
-from rig.procedure import Measurement, Parameter, Procedure, Step
-from rig.runner import StepContext
+from rig.engine.context import StepContext
+from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 
 M_PUMP_TIME, M_PUMP_P = "occlusion.pump.time_to_alarm_min", "occlusion.pump.pressure_at_alarm_kpa"
 M_DET_TIME, M_DET_P = "occlusion.detector.time_to_alarm_min", "occlusion.detector.pressure_at_alarm_kpa"

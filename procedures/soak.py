@@ -1,7 +1,7 @@
 """No-false-alarm soak: long normal delivery with every detector armed.
 
 Method: deliver at ``rate_ml_h`` for ``duration_h`` of procedure time (default 24 h; minutes of
-wall time in virtual time) with the line healthy and every detector of rig.detection armed from
+wall time in virtual time) with the line healthy and every detector of rig.analysis.detection armed from
 the station's ``[detection]`` table. Any detector alarm, or a pump alarm, is a false alarm.
 
 * soak.false_alarms                count of detector and pump alarms during the soak (must be 0)
@@ -12,12 +12,19 @@ the station's ``[detection]`` table. Any detector alarm, or a pump alarm, is a f
 from __future__ import annotations
 
 from procedures._common import (
-    ITEM_SERIAL, SETUP_LINE, LineMonitor, monitor_of, pump_alarm, start_pump, stop_pump, watch,
+    ITEM_SERIAL,
+    SETUP_LINE,
+    LineMonitor,
+    monitor_of,
+    pump_alarm,
+    start_pump,
+    stop_pump,
+    watch,
 )
-from rig.detection import DetectorBank
+from rig.analysis.detection import DetectorBank
+from rig.engine.context import StepContext
+from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 from rig.errors import BenchError
-from rig.procedure import Measurement, Parameter, Procedure, Step
-from rig.runner import StepContext
 
 DETECTORS: tuple[str, ...] = tuple(d.name for d in DetectorBank().detectors)
 M_FALSE = "soak.false_alarms"

@@ -16,45 +16,39 @@ raw file must not leave something that looks like a bundle.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import secrets
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rig
 from reports import audit
 from reports.canonical import canonical_json, load_json_bytes, sha256_hex
 from reports.html import render_report
 from reports.junit import build_junit
-from reports.manifest import MANIFEST_NAME, SIGNATURES_DIR, build_manifest, copy_and_hash
+from reports.manifest import (
+    MANIFEST_NAME,
+    SIGNATURES_DIR,
+    build_manifest,
+    copy_and_hash,
+)
 from reports.plots import build_plots
 from reports.results import build_results, station_identity
 from rig.errors import UsageError
+from rig.identity import software_identity
 from rig.record import read_record, utc_now
 
 DEFAULT_BUNDLE_NAME = "report"
 SIGNATURE_FILE = re.compile(r"^(\d{2})-([a-z_]+)\.dsse\.json$")
 
 
-@functools.lru_cache(maxsize=1)
 def generator_info() -> dict[str, Any]:
     """Version and git commit of the code that builds the bundle (traceability of the tool)."""
-    here = Path(__file__).resolve().parent
-    commit, dirty = "unknown", None
-    try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip() or "unknown"
-        status = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10, check=True).stdout
-        dirty = bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"name": "rig", "version": rig.__version__, "git_commit": commit, "git_dirty": dirty}
+    ident = software_identity()
+    return {"name": "rig", "version": ident["version"], "git_commit": ident["git_sha"] or "unknown",
+            "git_dirty": ident["git_dirty"]}
 
 
 def _existing_bundles(run_dir: Path) -> list[Path]:

@@ -2,7 +2,7 @@
 benchmark and demos when no bench ran.
 
 Why here and not in tests/: the benchmark needs the same realistic records (station snapshot as
-rig.bench.Bench.snapshot writes it, balance and DAQ raw files, trumpet measurements, fault and
+rig.station.bench.Bench.snapshot writes it, balance and DAQ raw files, trumpet measurements, fault and
 alarm events) and must not import from the test tree.
 """
 

@@ -28,7 +28,13 @@ from reports.canonical import canonical_json, load_json_bytes, sha256_hex
 from reports.dsse import PAYLOAD_TYPE, EnvelopeError, check_signature, open_envelope
 from reports.html import render_signature_block, split_signature_block
 from reports.keys import public_key_from_b64
-from reports.manifest import HTML_HASH_SCOPE, MANIFEST_SCHEMA, REPORT_HTML, hash_many, list_payload
+from reports.manifest import (
+    HTML_HASH_SCOPE,
+    MANIFEST_SCHEMA,
+    REPORT_HTML,
+    hash_many,
+    list_payload,
+)
 from reports.registry import Registry, parse_utc
 
 STATEMENT_FIELDS = frozenset({

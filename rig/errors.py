@@ -31,3 +31,13 @@ class BenchError(RigError):
     """An instrument is unreachable or misbehaves (exit 3)."""
 
     exit_code = 3
+
+
+class SimulatedBenchError(RigError):
+    """The simulated bench's control channel refused or could not answer (exit 3).
+
+    Why here and not in instruments.sim: the engine must classify it without importing the
+    simulated bench, which only the bench assembly may load.
+    """
+
+    exit_code = 3

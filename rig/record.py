@@ -17,7 +17,7 @@ Layout: ``runs/<run_id>/record.jsonl`` and ``runs/<run_id>/raw/*``. Event types 
   safe_state     confirmed (bool), instruments{name: readback}, t_utc
   run_finished   outcome ("PASS"|"FAIL"|"ABORTED"|"ERROR"), reason, t_utc
 
-Lines with ``by: "supervisor"`` were appended by rig.supervisor after the controller process died
+Lines with ``by: "supervisor"`` were appended by rig.engine.supervisor after the controller process died
 (an ``event`` of kind "warning" and a ``safe_state``): never a run_finished, so the record stays
 INCOMPLETE. If the dead controller left a torn last line, the supervisor starts on a new line and
 the reader skips that torn line (flagged ``truncated_tail``).
@@ -29,6 +29,7 @@ import datetime as _dt
 import json
 import math
 import os
+import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,13 @@ from rig.errors import UsageError
 
 OUTCOMES = ("PASS", "FAIL", "ABORTED", "ERROR")
 INCOMPLETE = "INCOMPLETE"
-SUPERVISOR = "supervisor"  # the "by" of lines appended after the controller died (rig.supervisor)
+SUPERVISOR = "supervisor"  # the "by" of lines appended after the controller died (rig.engine.supervisor)
+
+
+def new_run_id(procedure_id: str) -> str:
+    """Sortable by start time, unique across rigs sharing a runs directory."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{procedure_id}-{secrets.token_hex(3)}"
 
 
 def utc_now() -> str:

@@ -155,7 +155,7 @@ def sim_station(request: pytest.FixtureRequest, station_file: StationFactory) ->
 @pytest.fixture
 def sim_server(sim_station: Path) -> Iterator[Any]:
     from instruments.sim.server import SimServer
-    from rig.config import load_station
+    from rig.station.config import load_station
 
     server = SimServer(load_station(sim_station)).start()
     try:

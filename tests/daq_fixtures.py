@@ -12,7 +12,7 @@ import pytest
 from instruments.daq import Daq
 from instruments.sim.daq_server import DaqServer, start_daq_server
 from instruments.sim.world import SimWorld
-from rig.station import InstrumentConfig
+from rig.station.model import InstrumentConfig
 
 CHANNELS: dict[str, dict[str, Any]] = {
     "pressure_upstream": {"physical": "ai0", "scale_per_volt": 50.0, "offset": -25.0, "unit": "kPa"},

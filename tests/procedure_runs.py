@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from conftest import write_station
+
 from instruments.sim.control import SimControl
 from instruments.sim.launcher import start_sim
-from rig.cli import main
+from rig.cli.main import main
 
 FAST_DAQ = {"instruments.daq.options.sample_rate_hz": 20.0, "instruments.daq.options.chunk_samples": 40}
 ANSWERS = ["--answer", "item_serial=SN-TEST-1", "--answer", "setup=done"]

@@ -21,10 +21,10 @@ import psutil
 import pytest
 
 from instruments.registry import DRIVERS
-from rig.bench import Bench
-from rig.cli import main
-from rig.config import load_station
+from rig.cli.main import main
 from rig.errors import BenchError
+from rig.station.bench import Bench
+from rig.station.config import load_station
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "rig.toml"

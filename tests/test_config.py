@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rig.config import default_station_path, is_visa_resource, load_station
 from rig.errors import ConfigError
+from rig.station.config import default_station_path, is_visa_resource, load_station
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "rig.toml"

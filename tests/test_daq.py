@@ -15,12 +15,21 @@ from nidaqmx.error_codes import DAQmxErrors
 
 from instruments.daq import BUFFER_SECONDS, Daq
 from instruments.daq_stream import read_stream
-from instruments.errors import InstrumentDisconnected, InstrumentReportedError, SafeStateNotConfirmed
+from instruments.errors import (
+    InstrumentDisconnected,
+    InstrumentReportedError,
+    SafeStateNotConfirmed,
+)
 from instruments.sim.daq_server import DaqServer, start_daq_server
 from instruments.sim.world import SimWorld
-from tests.daq_fixtures import CHANNELS, RATE_HZ, daq_config, open_daq, run_virtual, set_pump
-
-
+from tests.daq_fixtures import (
+    CHANNELS,
+    RATE_HZ,
+    daq_config,
+    open_daq,
+    run_virtual,
+    set_pump,
+)
 
 
 @pytest.fixture

@@ -8,8 +8,14 @@ import random
 
 import pytest
 
-from benchmarks.detection import attach_bank, make_line, run_scenario, run_soak, threshold_theory_s
-from rig.detection import (
+from benchmarks.detection import (
+    attach_bank,
+    make_line,
+    run_scenario,
+    run_soak,
+    threshold_theory_s,
+)
+from rig.analysis.detection import (
     DetectionParams,
     DetectorBank,
     SlidingSlope,

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rig.errors import UsageError
-from rig.flow_metrics import (
+from rig.analysis.flow_metrics import (
     analysis_period,
     check_sample_interval,
     flow_agreement,
@@ -17,6 +16,7 @@ from rig.flow_metrics import (
     suggest_sample_interval_min,
     trumpet_curve,
 )
+from rig.errors import UsageError
 
 # The standard's worked example: r = 6 mL/h, S = 0.5 min, volumes in mL (density 1).
 WORKED_INCREMENTS_ML = [0.050, 0.055, 0.045, 0.050, 0.060, 0.040, 0.050, 0.050, 0.052, 0.048, 0.050, 0.053]

@@ -29,12 +29,30 @@ from reports.bundle import build_bundle
 from reports.canonical import sha256_hex
 from reports.results import build_results
 from reports.synthetic import write_record
-from rig.config import load_station
+from rig.analysis.trends import (
+    DRIFT,
+    INSUFFICIENT,
+    NEAR_LIMIT,
+    OK,
+    OUT_OF_LIMITS,
+    assess,
+    fit_line,
+    sparkline,
+)
 from rig.errors import ConfigError, UsageError
-from rig.history import (Filters, HistoryError, MeasurementRow, RunRow, open_history, parse_since, redact,
-                         station_url, url_problem)
+from rig.fleet.history import (
+    Filters,
+    HistoryError,
+    MeasurementRow,
+    RunRow,
+    open_history,
+    parse_since,
+    redact,
+    station_url,
+    url_problem,
+)
 from rig.record import read_record
-from rig.trends import DRIFT, INSUFFICIENT, NEAR_LIMIT, OK, OUT_OF_LIMITS, assess, fit_line, sparkline
+from rig.station.config import load_station
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ENV = "RIG_TEST_POSTGRES_URL"
@@ -226,7 +244,7 @@ def test_results_without_a_run_id_are_refused(tmp_path: Path) -> None:
 
 WRITER = textwrap.dedent("""
     import sys
-    from rig.history import MeasurementRow, RunRow, open_history
+    from rig.fleet.history import MeasurementRow, RunRow, open_history
     url, station, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     with open_history(url) as h:  # both processes may be the first: the schema is created under a lock
         for i in range(n):
@@ -397,7 +415,7 @@ def test_sparkline() -> None:
 
 
 def test_history_command_imports_and_shows_trends(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from rig.cli import main
+    from rig.cli.main import main
 
     url = f"sqlite:///{tmp_path / 'h.sqlite3'}"
     assert main(["history", "--db", url]) == 0

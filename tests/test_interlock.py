@@ -11,7 +11,7 @@ from instruments.daq import BUFFER_SECONDS, Daq
 from instruments.daq_stream import read_stream
 from instruments.sim.daq_server import DaqServer
 from instruments.sim.world import SimWorld
-from rig.interlock import Interlock
+from rig.engine.interlock import Interlock
 from tests.daq_fixtures import CHUNK, RATE_HZ, run_virtual, set_pump
 
 LIMIT_KPA = 20.0

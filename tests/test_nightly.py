@@ -20,10 +20,10 @@ import pytest
 from reports.registry import Registry
 from reports.synthetic import make_signer
 from reports.verify import verify_bundle
-from rig.config import load_station
-from rig.history import Filters, open_history
-from rig.nightly import NightlyRunner, StationSigner, load_station_signer
-from rig.suite import load_suite
+from rig.fleet.history import Filters, open_history
+from rig.fleet.nightly import NightlyRunner, StationSigner, load_station_signer
+from rig.fleet.suite import load_suite
+from rig.station.config import load_station
 
 REPO = Path(__file__).resolve().parents[1]
 PASSPHRASE = "correct horse battery staple"

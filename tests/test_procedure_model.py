@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 
 import procedures
+from rig.engine.operator import (
+    Confirm,
+    Entry,
+    Instruction,
+    Operator,
+    load_answers_file,
+    parse_answer_args,
+)
+from rig.engine.params import parse_params
+from rig.engine.procedure import Measurement, Parameter, Procedure, Step
+from rig.engine.spec import Limit, load_spec
 from rig.errors import ConfigError, UsageError
-from rig.operator import Confirm, Entry, Instruction, Operator, load_answers_file, parse_answer_args
-from rig.params import parse_params
-from rig.procedure import Measurement, Parameter, Procedure, Step
-from rig.spec import Limit, load_spec
 
 
 def _noop(ctx: object) -> None:
@@ -239,7 +246,7 @@ def test_terminal_prompt_retries_until_the_answer_is_valid() -> None:
 
     out = io.StringIO()
     op = Operator("bob", interactive=True, stdin=io.StringIO("maybe\nno\n"), stdout=out)
-    from rig.operator import OperatorDeclined
+    from rig.engine.operator import OperatorDeclined
 
     with pytest.raises(OperatorDeclined, match="operator bob answered no to 'vessel'"):
         op.ask(STEPS[2])

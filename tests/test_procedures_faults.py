@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from procedure_runs import run_procedure
 
 # occlusion at 6 mL/h: the NE-1000 stalls near 100 kPa after C·ΔP/Q ≈ 10 min instead of an hour

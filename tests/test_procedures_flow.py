@@ -8,11 +8,11 @@ import csv
 from pathlib import Path
 
 import pytest
-
 from conftest import write_station
 from procedure_runs import run_procedure
+
 from procedures.flow_accuracy import analyse
-from rig.cli import main
+from rig.cli.main import main
 
 # r = 6 mL/h, S = 0.5 min, density 1: the standard's increments (mL = g)
 WORKED_INCREMENTS = [0.050, 0.055, 0.045, 0.050, 0.060, 0.040, 0.050, 0.050, 0.052, 0.048, 0.050, 0.053]

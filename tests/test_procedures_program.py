@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import write_station
 from procedure_runs import run_procedure
-from procedures.bolus_program import PROCEDURE as BOLUS, build_program
-from rig.cli import main
+
+from procedures.bolus_program import PROCEDURE as BOLUS
+from procedures.bolus_program import build_program
+from rig.cli.main import main
 
 # A 30-minute compressed day: 0.6 mL/h, then 1.2 mL/h from 10 min with a 0.05 mL bolus at 6 mL/h
 # at 14 min, then 0.6 mL/h from 20 min to 30 min. (Rate steps stay small against the segment

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reports.audit import append_event, verify_log
-from rig.cli import main
+from rig.cli.main import main
 
 
 @pytest.fixture

@@ -7,18 +7,22 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reports.bundle import build_bundle, load_manifest
-from reports.canonical import CanonicalJSONError, canonical_json, format_number, sha256_hex
+from reports.canonical import (
+    CanonicalJSONError,
+    canonical_json,
+    format_number,
+    sha256_hex,
+)
 from reports.html import split_signature_block
 from reports.plots import gravimetric_flow_ml_h, trumpet_points
 from reports.synthetic import write_record
 from reports.verify import verify_bundle
 from rig.errors import UsageError
 from rig.record import RecordWriter
-
-import numpy as np
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reports.synthetic import write_record
-from rig.cli import main
+from rig.cli.main import main
 
 PASSPHRASE = "correct horse battery staple"
 

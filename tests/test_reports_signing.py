@@ -243,8 +243,9 @@ def test_default_kdf_is_strong() -> None:
 
 
 def test_signature_audit_trail(lab: dict, signed: Path) -> None:
-    from reports.audit import verify_log
     import json
+
+    from reports.audit import verify_log
 
     kinds = [json.loads(l)["kind"] for l in lab["audit"].read_text().splitlines()]
     assert kinds == ["report_built", "signature", "signature", "signature"]

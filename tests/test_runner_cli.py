@@ -32,7 +32,7 @@ def rig(*args: str, timeout: float = 60, cwd: Path | None = None) -> subprocess.
 @pytest.fixture
 def rig_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., subprocess.CompletedProcess[str]]:
     """The same CLI in-process (cheaper): exit code and captured output, stdin not a terminal."""
-    from rig.cli import main
+    from rig.cli.main import main
 
     monkeypatch.delenv("RIG_STATION", raising=False)
     monkeypatch.chdir(REPO)

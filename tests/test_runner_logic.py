@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 
 from instruments.errors import InstrumentTimeout
-from rig.display import PlainDisplay
+from rig.engine.display import PlainDisplay
+from rig.engine.operator import Confirm, Entry, Operator, OperatorAnswer
+from rig.engine.params import parse_params
+from rig.engine.procedure import Measurement, Parameter, Procedure, Step
+from rig.engine.runner import Runner, RunResult
+from rig.engine.signals import AbortFlag, abort_on_signals
 from rig.errors import BenchError
-from rig.operator import Confirm, Entry, Operator, OperatorAnswer
-from rig.params import parse_params
-from rig.procedure import Measurement, Parameter, Procedure, Step
 from rig.record import read_record
-from rig.runner import Runner, RunResult
-from rig.signals import AbortFlag, abort_on_signals
 
 SPEC = """
 [spec]

@@ -15,14 +15,14 @@ import pytest
 
 import procedures
 from reports.audit import verify_log
-from rig.bench import Bench
-from rig.config import load_station
-from rig.display import Display
-from rig.operator import Operator
-from rig.params import parse_params
-from rig.procedure import Procedure, Step
+from rig.engine.display import Display
+from rig.engine.operator import Operator
+from rig.engine.params import parse_params
+from rig.engine.procedure import Procedure, Step
+from rig.engine.runner import Runner, RunResult
 from rig.record import read_record
-from rig.runner import Runner, RunResult
+from rig.station.bench import Bench
+from rig.station.config import load_station
 
 pytestmark = pytest.mark.slow
 ANSWERS = {"item_serial": "SN-TEST-1", "setup": "done"}

@@ -23,7 +23,7 @@ import serial
 
 from instruments.sim.control import SimControl, SimControlError
 from instruments.sim.launcher import SimProcess, read_resources, start_sim
-from rig.cli import main as rig_main
+from rig.cli.main import main as rig_main
 from rig.errors import BenchError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,7 +288,7 @@ def test_serve_refuses_a_resources_file_of_a_running_bench(tmp_path: Path, stati
 
 
 def test_default_resources_path_prefers_the_runtime_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from rig.commands.sim import default_resources_path
+    from rig.cli.commands.sim import default_resources_path
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     assert default_resources_path("SIM-BENCH-01") == tmp_path / "rig-sim-SIM-BENCH-01.json"

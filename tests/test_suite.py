@@ -8,7 +8,7 @@ import pytest
 
 import procedures
 from rig.errors import ConfigError
-from rig.suite import load_suite
+from rig.fleet.suite import load_suite
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "suites" / "nightly.toml"

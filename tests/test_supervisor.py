@@ -1,4 +1,4 @@
-"""The safe-state supervisor (rig.supervisor): kill -9 of `rig run` still leaves the rig safe.
+"""The safe-state supervisor (rig.engine.supervisor): kill -9 of `rig run` still leaves the rig safe.
 
 Every test runs against a simulated bench served in this process (tests/faults/harness.cell_bench)
 and judges the bench from the simulated instruments' own state (the control channel), never from
@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from faults import harness
-from rig import supervisor as sup
-from rig.bench import Bench
-from rig.config import load_station
+
+from rig.engine import supervisor as sup
 from rig.errors import UsageError
 from rig.record import RecordWriter, append_after_crash, read_record
+from rig.station.bench import Bench
+from rig.station.config import load_station
 
 KILL_TO_SAFE_LIMIT_S = 5.0
 START_COST_LIMIT_S = 0.2
@@ -177,7 +177,7 @@ def test_kill9_of_rig_run_during_delivery(cell: harness.CellBench, tmp_path: Pat
 
 def test_supervisor_that_cannot_start_is_a_warning_not_a_failure(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sup, "command", lambda: [str(tmp_path / "no-such-python"), "-m", "rig.supervisor"])
+    monkeypatch.setattr(sup, "command", lambda: [str(tmp_path / "no-such-python"), "-m", "rig.engine.supervisor"])
     run = harness.run_in_process(None, None, tmp_path)
     assert run.record is not None and run.record.outcome == "PASS"
     warnings = [e["detail"] for e in run.record.of_type("event") if e.get("kind") == "warning"]

@@ -22,8 +22,10 @@ import socket
 import threading
 from typing import Any
 
+from rig.errors import SimulatedBenchError
 
-class SimControlError(RuntimeError):
+
+class SimControlError(SimulatedBenchError):
     """The simulated bench refused or could not answer a control command."""
 
 

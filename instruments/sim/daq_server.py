@@ -55,7 +55,7 @@ class DaqServer:
 
 
 def start_daq_server(world: SimWorld, instrument_config: Any) -> tuple[DaqServer, str]:
-    """Serve the station's DAQ (an ``rig.station.InstrumentConfig``): resource = NI device name,
+    """Serve the station's DAQ (an ``rig.station.model.InstrumentConfig``): resource = NI device name,
     serial, options.channels = the wiring. Returns (server, "127.0.0.1:port")."""
     options = dict(getattr(instrument_config, "options", {}) or {})
     device = VirtualDaq(

@@ -22,7 +22,7 @@ from typing import Any
 from instruments.sim.control import SimControl
 from rig.errors import BenchError, UsageError
 
-EXIT_WITH_PARENT_ENV = "RIG_SIM_EXIT_WITH_PARENT"  # same name as rig.commands.sim (no import cycle)
+EXIT_WITH_PARENT_ENV = "RIG_SIM_EXIT_WITH_PARENT"  # same name as rig.cli.commands.sim (no import cycle)
 POLL_S = 0.05
 LOG_TAIL_LINES = 20
 

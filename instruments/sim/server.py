@@ -21,7 +21,7 @@ from instruments.sim.registry import DAQ_DRIVER, DAQ_SERVER, PUMP_KINDS, emulato
 from instruments.sim.transports import PtyPort, TcpPort
 from instruments.sim.world import SimWorld
 from rig.errors import BenchError
-from rig.station import InstrumentConfig, Station
+from rig.station.model import InstrumentConfig, Station
 
 log = logging.getLogger(__name__)
 

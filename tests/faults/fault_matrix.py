@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 
 from instruments.pump import PumpAlarm
-from rig.procedure import Measurement, Parameter, Procedure, Step
-from rig.runner import StepContext
+from rig.engine.context import StepContext
+from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 
 PHASES = ("setup", "delivery", "fault_step", "measurement")
 POLL_S = 10.0  # procedure time between balance/pump polls

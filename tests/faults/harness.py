@@ -28,16 +28,17 @@ from typing import Any
 
 from conftest import write_station
 from procedure_runs import FAST_DAQ
+
 from instruments.sim.control import SimControl
 from instruments.sim.server import SimServer
-from rig.bench import Bench
-from rig.commands.sim import write_resources
-from rig.config import load_station
-from rig.display import Display
-from rig.operator import Operator
-from rig.params import parse_params
+from rig.cli.commands.sim import write_resources
+from rig.engine.display import Display
+from rig.engine.operator import Operator
+from rig.engine.params import parse_params
+from rig.engine.runner import Runner
 from rig.record import RunRecord, read_record
-from rig.runner import Runner
+from rig.station.bench import Bench
+from rig.station.config import load_station
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
@@ -105,7 +106,7 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
 }
 # Cells that reveal a limitation no controller code can fix; the test asserts everything else,
 # then xfails with this reason (strict: a fix makes it XPASS and the mark must go). None left:
-# kill -9 used to leave the pump running, until the safe-state supervisor (rig.supervisor).
+# kill -9 used to leave the pump running, until the safe-state supervisor (rig.engine.supervisor).
 KNOWN_GAPS: dict[tuple[str, str], str] = {}
 SUPERVISOR_WAIT_S = 20.0  # wall time allowed for the supervisor to act after a kill -9
 

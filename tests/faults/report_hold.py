@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import reports.bundle
-from rig.cli import main
+from rig.cli.main import main
 
 HOLD_S = 60.0
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
 from faults import harness
-
 
 
 def test_disk_full_on_the_daq_stream_alone_trips_the_interlock(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ when the bench confirms one); every measurement already on disk when the fault s
 there, unchanged; and the run can never be reported or signed as a pass. Cells where a fault
 cannot reach the phase are "n/a" with the reason (harness.NOT_APPLICABLE); known limitations no
 controller code can fix are strict xfails (harness.KNOWN_GAPS; none at present: kill -9 is covered
-by the safe-state supervisor, rig.supervisor).
+by the safe-state supervisor, rig.engine.supervisor).
 
 Every cell writes what it observed to $RIG_FAULT_MATRIX_OUT (when set) as JSON;
 tests/faults/render_reliability.py runs this module and renders docs/reliability.md from them.
@@ -31,7 +31,7 @@ from faults.harness import CellRun, Observation
 from reports.bundle import build_bundle, load_manifest
 from reports.signing import SigningRefused, sign_bundle
 from reports.verify import verify_bundle
-from rig.cli import main
+from rig.cli.main import main
 from rig.errors import UsageError
 from rig.record import read_record
 

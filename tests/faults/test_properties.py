@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import dump_toml, write_station
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import dump_toml, write_station
 from instruments.sim.mt_sics_emulator import MTSicsEmulator
 from instruments.sim.ne1000_emulator import NE1000Emulator
 from instruments.sim.reglo_icc_emulator import RegloICCEmulator
@@ -31,11 +31,11 @@ from instruments.sim.transports import _RequestLoop
 from instruments.sim.world import SimWorld
 from reports.canonical import CanonicalJSONError, canonical_json, load_json_bytes
 from reports.synthetic import write_record
-from rig.config import load_station
+from rig.engine.params import parse_value
+from rig.engine.procedure import Parameter
 from rig.errors import UsageError
-from rig.procedure import Parameter
-from rig.params import parse_value
 from rig.record import read_record
+from rig.station.config import load_station
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SCRATCH = Path(tempfile.mkdtemp(prefix="faults-props-"))  # hypothesis reuses it across examples

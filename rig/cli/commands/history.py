@@ -1,0 +1,193 @@
+"""`rig history`: what the rigs measured over time, as a table and a trend line per measurement.
+
+Why in the terminal: the technician asking "has flow error been creeping up on this rig?" should
+get the answer where they already are, with the drift rule applied, without opening a database
+client. The nightly summary shows the same series as plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from rig.analysis.trends import DEFAULT_RULE, assess, sparkline
+from rig.errors import UsageError
+from rig.fleet.history import (
+    URL_ENV,
+    Filters,
+    MeasurementPoint,
+    open_history,
+    parse_since,
+    resolve_url,
+    station_url,
+)
+from rig.station.config import STATION_ENV, default_station_path, load_station
+
+HELP = "show past runs and measurements with trend lines and drift flags"
+DESCRIPTION = f"""\
+Show runs and measurements from the history database (the station file's [history] url, default
+sqlite:///<runs_dir>/history.sqlite3; ${URL_ENV} or --db overrides), newest runs first, and one
+trend line per measurement series (station x procedure x suite entry x measurement) with the drift
+verdict.
+
+Drift rule: {DEFAULT_RULE.describe()}; a latest value outside its limits is shown as out of limits.
+
+--import files report bundles (their results.json) into the history: runs made with `rig run`, or
+a history rebuilt from archived bundles. Importing a run twice changes nothing.
+"""
+EPILOG = f"""\
+exit codes:
+  0  shown (or imported)
+  2  bad option, unreadable station file or bundle
+  3  the history database cannot be opened or read
+
+The station file (for the history URL) is --station-file, else ${STATION_ENV}, else ./rig.toml.
+examples:
+  rig history
+  rig history --procedure delivery_check --measurement volume_error_pct --since 2026-01-01
+  rig history --station SIM-BENCH-01 --since 7d
+  rig history --import runs/*/report
+"""
+OUTCOME_STYLE = {"PASS": "green", "FAIL": "bold red", "pass": "green", "fail": "bold red"}
+STATUS_STYLE = {"drift": "bold red", "near_limit": "dark_orange", "out_of_limits": "bold red",
+                "ok": "green", "insufficient": "dim"}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("history", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--procedure", metavar="ID", help="only this procedure")
+    parser.add_argument("--measurement", metavar="NAME", help="only this measurement (shows every value)")
+    parser.add_argument("--since", metavar="DATE", help="only runs started at/after this UTC date (2026-01-10, "
+                        "2026-01-10T09:00) or this many days ago (7d)")
+    parser.add_argument("--station", metavar="ID", help="only this station id")
+    parser.add_argument("--label", metavar="LABEL", help="only this nightly suite entry")
+    parser.add_argument("--limit", metavar="N", type=int, default=20, help="runs to list (default 20)")
+    parser.add_argument("--station-file", metavar="FILE", default=None,
+                        help=f"station file whose [history] url to use (default ${STATION_ENV} or ./rig.toml)")
+    parser.add_argument("--db", metavar="URL", default=None, help=f"history URL (overrides ${URL_ENV} and the station file)")
+    parser.add_argument("--import", dest="imports", metavar="BUNDLE", nargs="+", default=None,
+                        help="file these report bundles into the history, then exit")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run)
+
+
+def _url(args: argparse.Namespace) -> str:
+    if args.db:
+        return station_url(None, args.db)
+    import os
+
+    if os.environ.get(URL_ENV, "").strip():
+        return station_url(None)
+    path = Path(args.station_file) if args.station_file else default_station_path()
+    if not path.exists():
+        raise UsageError(f"no station file at {path} to take the history URL from; give --station-file FILE, "
+                         f"set ${STATION_ENV}, or give the history itself with --db URL or ${URL_ENV}")
+    return resolve_url(station_url(load_station(path)), Path.cwd())
+
+
+def _series(points: list[MeasurementPoint]) -> "OrderedDict[tuple[str, str, str, str], list[MeasurementPoint]]":
+    groups: OrderedDict[tuple[str, str, str, str], list[MeasurementPoint]] = OrderedDict()
+    for p in points:
+        groups.setdefault((p.station_id, p.procedure_id, p.suite_label or "", p.name), []).append(p)
+    return groups
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+def _limits(low: float | None, high: float | None) -> str:
+    return f"{'' if low is None else f'{low:g}'} … {'' if high is None else f'{high:g}'}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit <= 0:
+        raise UsageError(f"--limit {args.limit}: must be a positive number of runs")
+    filters = Filters(procedure_id=args.procedure, measurement=args.measurement, station_id=args.station,
+                      since=parse_since(args.since) if args.since else None, suite_label=args.label)
+    url = _url(args)
+    if not args.imports and url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        print(f"No history yet at {url} (nothing has been filed; `rig nightly` and `rig history --import` file runs).")
+        return 0
+    with open_history(url) as history:
+        if args.imports:
+            return _import(history, args.imports)
+        runs = history.runs(filters, limit=args.limit)
+        points = history.measurements(filters)
+        source = history.describe()
+    series = _series(points)
+    if args.json:
+        print(json.dumps({
+            "history": source,
+            "runs": [r.__dict__ for r in runs],
+            "series": [{"station": k[0], "procedure": k[1], "label": k[2] or None, "measurement": k[3],
+                        "unit": v[-1].unit, "low": v[-1].low, "high": v[-1].high,
+                        "values": [p.value for p in v], "drift": assess([p.value for p in v], v[-1].low,
+                                                                          v[-1].high).__dict__}
+                       for k, v in series.items()],
+        }, indent=2))
+        return 0
+    console = Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 160)
+    if not runs:
+        console.print(f"No runs in the history {escape(source)} match.")
+        return 0
+    if args.measurement:
+        _print_points(console, points, args.limit)
+    else:
+        _print_runs(console, runs, source)
+    _print_trends(console, series)
+    return 0
+
+
+def _import(history: Any, bundles: list[str]) -> int:
+    added = 0
+    for bundle in bundles:
+        filed = history.import_bundle(Path(bundle))
+        added += filed
+        print(f"{'filed' if filed else 'already filed'}: {bundle}")
+    print(f"{added} of {len(bundles)} bundle(s) filed in {history.describe()}")
+    return 0
+
+
+def _print_runs(console: Console, runs: list[Any], source: str) -> None:
+    table = Table("started (UTC)", "station", "procedure", "entry", "outcome", "report", title=f"Runs in {source}")
+    for r in runs:
+        table.add_row(escape(r.started_utc[:19].replace("T", " ")), escape(r.station_id),
+                      escape(f"{r.procedure_id} {r.procedure_version or ''}"), escape(r.suite_label or "—"),
+                      f"[{OUTCOME_STYLE.get(r.outcome, 'magenta')}]{escape(r.outcome)}[/]", escape(r.report_id or "—"))
+    console.print(table)
+
+
+def _print_points(console: Console, points: list[MeasurementPoint], limit: int) -> None:
+    shown = points[-limit:]
+    table = Table("started (UTC)", "station", "procedure", "entry", "value", "limits", "outcome", "report",
+                  title=f"{escape(points[0].name)}: last {len(shown)} of {len(points)} value(s)")
+    for p in reversed(shown):
+        table.add_row(escape(p.started_utc[:19].replace("T", " ")), escape(p.station_id), escape(p.procedure_id),
+                      escape(p.suite_label or "—"), escape(f"{_fmt(p.value)} {p.unit or ''}"), escape(_limits(p.low, p.high)),
+                      f"[{OUTCOME_STYLE.get(p.outcome, 'magenta')}]{escape(p.outcome)}[/]", escape(p.report_id or "—"))
+    console.print(table)
+
+
+def _print_trends(console: Console, series: "OrderedDict[tuple[str, str, str, str], list[MeasurementPoint]]") -> None:
+    table = Table("station", "procedure", "entry", "measurement", "n", "latest", "limits", "trend (oldest → newest)",
+                  "drift", title="Trends")
+    for (station, procedure, label, name), points in series.items():
+        values = [p.value for p in points]
+        last = points[-1]
+        a = assess(values, last.low, last.high)
+        verdict = a.status.replace("_", " ") + (f" {a.direction}" if a.direction else "")
+        table.add_row(escape(station), escape(procedure), escape(label or "—"), escape(name), str(len(points)),
+                      escape(f"{_fmt(last.value)} {last.unit or ''}"), escape(_limits(last.low, last.high)),
+                      sparkline(values), f"[{STATUS_STYLE.get(a.status, 'bold')}]{escape(verdict)}[/]"
+                      + (f"\n[dim]{escape(a.message)}[/]" if a.flagged else ""))
+    console.print(table)

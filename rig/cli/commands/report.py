@@ -1,0 +1,201 @@
+"""`rig report build|sign|verify|show`: report bundles and their electronic signatures.
+
+Why one command group: a bundle's life is build -> sign (performer, reviewer, approver) -> verify
+(any time later, by anyone with the key registry); the four verbs share the bundle, the registry
+and the audit log options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from reports.bundle import build_bundle, load_manifest, require_bundle_dir
+from reports.canonical import load_json_bytes
+from reports.keys import load_key_file
+from reports.registry import ENV_VAR as REGISTRY_ENV
+from reports.registry import ROLES, Registry, default_registry_path
+from reports.signing import sign_bundle
+from reports.verify import BundleCheck, verify_bundle
+from rig.errors import RigError, UsageError
+
+PASSPHRASE_ENV = "RIG_KEY_PASSPHRASE"
+VERDICT_STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCOMPLETE": "bold dark_orange", "ABORTED": "bold magenta",
+                 "ERROR": "bold magenta"}
+DESCRIPTION = """\
+A report bundle is a directory: results.json (authoritative), report.html (self-contained, with
+plots), junit.xml, record.jsonl, raw/, manifest.json (sha256 of every file) and signatures/
+(DSSE envelopes, Ed25519). `rig run` builds one at the end of every run.
+
+report.html carries a signatures block that `rig report sign` rewrites; the manifest hashes the page
+without that block and `rig report verify` checks the block against signatures/, so every byte of
+every file is still covered.
+"""
+EPILOG = f"""\
+exit codes (verify): 0 valid, 1 invalid (reasons listed), 2 usage error.
+The key registry is --registry, else ${REGISTRY_ENV}, else ./keys/registry.json.
+The audit log is --audit-log, else $RIG_AUDIT_LOG, else audit.jsonl next to the registry
+(signatures) or next to the runs (builds).
+examples:
+  rig report build runs/20260110T090000Z-flow_accuracy
+  rig report sign runs/…/report --role performed_by --key ~/.rig/keys/jdoe.key
+  rig report verify runs/…/report --registry keys/registry.json
+  rig report show runs/…/report
+"""
+
+
+def read_passphrase(env_name: str, prompt: str, *, confirm: bool = False) -> str:
+    """From the named environment variable (station keys, CI) or a terminal prompt."""
+    if os.environ.get(env_name):
+        return os.environ[env_name]
+    if not sys.stdin.isatty():
+        raise UsageError(f"no passphrase: set {env_name} or run in a terminal to be prompted")
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("repeat passphrase: ") != first:
+        raise UsageError("the two passphrases differ")
+    return first
+
+
+def _registry(path: str | None, *, required: bool) -> Registry | None:
+    chosen = Path(path) if path else default_registry_path()
+    if not required and not path and not chosen.is_file():
+        return None
+    return Registry.load(chosen)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    try:
+        bundle = build_bundle(Path(args.run), Path(args.out) if args.out else None, supersedes=args.supersedes,
+                              audit_log=Path(args.audit_log) if args.audit_log else None)
+    except OSError as exc:  # disk full, permission denied: the partial bundle is already removed
+        raise RigError(f"report bundle not built: {exc}") from exc
+    manifest, _ = load_manifest(bundle)
+    print(f"report {manifest['report_id']} ({manifest['verdict']}) written to {bundle}")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    bundle = require_bundle_dir(Path(args.bundle))
+    registry = _registry(args.registry, required=True)
+    passphrase = read_passphrase(args.passphrase_env, f"passphrase for {args.key}: ")
+    key = load_key_file(Path(args.key), passphrase)
+    try:
+        path = sign_bundle(bundle, key, args.role, registry, meaning=args.meaning,
+                           audit_log=Path(args.audit_log) if args.audit_log else None)
+    except OSError as exc:  # disk full, read-only bundle: one line, not a traceback
+        raise RigError(f"signature not written: {exc}") from exc
+    print(f"signed as {args.role} by {key.printed_name} ({key.signer_id}): {path}")
+    return 0
+
+
+def print_check(check: BundleCheck, console: Console) -> None:
+    state = "[bold green]VALID[/]" if check.ok else "[bold red]INVALID[/]"
+    verdict = check.verdict or "?"
+    console.print(f"Bundle {state}: report {escape(str(check.report_id))}, run verdict "
+                  f"[{VERDICT_STYLE.get(verdict, 'bold')}]{escape(verdict)}[/], {len(check.signatures)} signature(s), "
+                  f"{check.files_checked} file(s), {check.bytes_hashed / 1e6:.1f} MB checked in {check.seconds:.2f} s")
+    for sig in check.signatures:
+        s = sig.statement
+        mark = "[green]valid[/]" if sig.ok else "[red]INVALID[/]"
+        console.print(f"  #{sig.sequence:02d} {escape(sig.role)}: {escape(str(s.get('printed_name', '?')))} "
+                      f"at {escape(str(s.get('signed_at', '?')))} — {mark}")
+    reasons = check.reasons()
+    if reasons:
+        console.print(f"[bold red]{len(reasons)} reason(s):[/]")
+        for reason in reasons:
+            console.print(f"  - {escape(reason)}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    bundle = require_bundle_dir(Path(args.bundle))
+    has_signatures = (bundle / "signatures").is_dir() and any((bundle / "signatures").iterdir())
+    registry = _registry(args.registry, required=has_signatures)
+    check = verify_bundle(bundle, registry, allow_unsigned=args.allow_unsigned)
+    if args.json:
+        print(json.dumps({"valid": check.ok, "report_id": check.report_id, "verdict": check.verdict,
+                          "reasons": check.reasons(), "bytes": check.bytes_hashed, "seconds": check.seconds}, indent=2))
+    else:
+        print_check(check, Console(highlight=False))
+    return 0 if check.ok else 1
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    bundle = require_bundle_dir(Path(args.bundle))
+    console = Console(highlight=False)
+    try:
+        results = load_json_bytes((bundle / "results.json").read_bytes(), "results.json")
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{bundle}: cannot read results.json: {exc}") from None
+    verdict = results["verdict"]
+    proc = results.get("procedure") or {}
+    console.print(f"[bold]{escape(str(results.get('report_id')))}[/]  {escape(str(proc.get('id')))} "
+                  f"v{escape(str(proc.get('version')))}  station {escape(str(results['station'].get('id')))}  "
+                  f"run {escape(str(results['run'].get('run_id')))}")
+    style = VERDICT_STYLE.get(verdict["outcome"], "bold")
+    console.print(f"Verdict: [{style}]{escape(verdict['outcome'])}[/] — {escape(str(verdict.get('reason')))}")
+    table = Table("measurement", "value", "limits", "requirement", "outcome", title="Measurements")
+    for m in results.get("measurements") or []:
+        low, high = m.get("low"), m.get("high")
+        limits = f"{'' if low is None else low} … {'' if high is None else high}"
+        colour = {"pass": "green", "fail": "red"}.get(m["outcome"], "magenta")
+        table.add_row(escape(str(m["name"])), escape(f"{m.get('value')} {m.get('unit') or ''}"), escape(limits),
+                      escape(str(m.get("requirement") or "")), f"[{colour}]{m['outcome'].upper()}[/]")
+    console.print(table)
+    registry = _registry(args.registry, required=False)
+    check = verify_bundle(bundle, registry, allow_unsigned=True)
+    sigs = Table("#", "printed name", "signed (UTC)", "role", "meaning", "status", title="Signatures")
+    sigs.columns[2].no_wrap = True
+    for sig in check.signatures:
+        s = sig.statement
+        status = "[green]valid[/]" if sig.ok else f"[red]{escape('; '.join(sig.problems))}[/]"
+        sigs.add_row(f"{sig.sequence:02d}", escape(str(s.get("printed_name", "?"))), escape(str(s.get("signed_at", "?"))[:19].replace("T", " ")),
+                     escape(sig.role), escape(str(s.get("meaning", "?"))), status)
+    console.print(sigs if check.signatures else "[dark_orange]Not signed.[/]")
+    integrity = "[green]intact[/]" if not check.problems else f"[red]{len(check.problems)} problem(s)[/]: " + escape("; ".join(check.problems))
+    console.print(f"Files: {integrity}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("report", help="build, sign, verify and show report bundles", description=DESCRIPTION,
+                                   epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="report_command", metavar="VERB", required=True)
+
+    build = verbs.add_parser("build", help="build the report bundle of a run record")
+    build.add_argument("run", metavar="RUN", help="run directory (holds record.jsonl and raw/)")
+    build.add_argument("--out", metavar="DIR", help="bundle directory (default RUN/report, RUN/report-N for a reissue)")
+    build.add_argument("--supersedes", metavar="REPORT_ID", help="report id this bundle replaces (needed for a reissue)")
+    build.add_argument("--audit-log", metavar="FILE")
+    build.set_defaults(func=cmd_build)
+
+    sign = verbs.add_parser("sign", help="add an electronic signature (DSSE, Ed25519)")
+    sign.add_argument("bundle", metavar="BUNDLE")
+    sign.add_argument("--role", required=True, choices=ROLES)
+    sign.add_argument("--key", required=True, metavar="KEYFILE", help="encrypted private key from `rig keys new`")
+    sign.add_argument("--registry", metavar="FILE")
+    sign.add_argument("--meaning", metavar="TEXT", help="what the signature means (default: the role's meaning and the verdict)")
+    sign.add_argument("--passphrase-env", default=PASSPHRASE_ENV, metavar="VAR",
+                      help=f"environment variable holding the passphrase (default {PASSPHRASE_ENV}); prompted otherwise")
+    sign.add_argument("--audit-log", metavar="FILE")
+    sign.set_defaults(func=cmd_sign)
+
+    verify = verbs.add_parser("verify", help="check every file and signature; exit 0 valid, 1 invalid")
+    verify.add_argument("bundle", metavar="BUNDLE")
+    verify.add_argument("--registry", metavar="FILE")
+    verify.add_argument("--allow-unsigned", action="store_true", help="accept a bundle without signatures (integrity only)")
+    verify.add_argument("--json", action="store_true", help="machine-readable result")
+    verify.set_defaults(func=cmd_verify)
+
+    show = verbs.add_parser("show", help="summarise a bundle: verdict, measurements, signatures")
+    show.add_argument("bundle", metavar="BUNDLE")
+    show.add_argument("--registry", metavar="FILE")
+    show.set_defaults(func=cmd_show)

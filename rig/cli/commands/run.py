@@ -1,0 +1,156 @@
+"""`rig run PROCEDURE`: run one verification procedure on the station's bench.
+
+Why the order below: everything that can be wrong with the *request* (procedure name, spec file,
+parameters, station file, calibration policy, missing operator answers) is checked before the
+bench is opened, so a typo costs nothing and exits 2. Once the bench is open the Runner owns the
+outcome and the safe state; signals only request an abort from then on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+import procedures
+from rig.cli.live_display import make_display
+from rig.engine.display import Display
+from rig.engine.operator import (
+    Operator,
+    OperatorAnswer,
+    load_answers_file,
+    parse_answer_args,
+)
+from rig.engine.params import parse_params
+from rig.engine.procedure import Procedure
+from rig.engine.runner import RunAborted, Runner, RunResult, check_calibration_policy
+from rig.engine.signals import AbortFlag, abort_on_signals
+from rig.record import new_run_id
+from rig.station.bench import Bench
+from rig.station.config import STATION_ENV, default_station_path, load_station
+
+HELP = "run a verification procedure on the bench"
+DESCRIPTION = """\
+Run PROCEDURE (see `rig list`) on the station's bench and write its record to
+<runs dir>/<run id>/record.jsonl (plus raw/ data files) as it goes. The bench always ends in its
+safe state (pump stopped, valves safe, read back) — on a pass, a failure, an error, a step timeout,
+an interlock trip, Ctrl-C or SIGTERM. A second Ctrl-C does not skip the safe state.
+
+Parameters are NAME=VALUE in the parameter's unit (the unit may be repeated: rate_ml_h=0.5mL/h).
+Operator steps are asked at the terminal; for unattended runs pre-supply every answer with
+--answer STEP=VALUE or --answers FILE (TOML or JSON: step = "answer"), or the run refuses to start.
+"""
+EPILOG = f"""\
+exit codes:
+  0  PASS     every step completed and every measurement is within its limits
+  1  FAIL     the run completed and a limit was violated (or the item under test failed)
+  2  usage or configuration error (nothing was started)
+  3  ABORTED (Ctrl-C, SIGTERM, interlock, operator) or ERROR (instrument, timeout, safe state)
+
+The station file is --station, else ${STATION_ENV}, else ./rig.toml.
+examples:
+  rig run delivery_check --answer item_serial=SN123 --answer setup=done
+  rig run delivery_check --param rate_ml_h=0.5 --param duration_min=20 --operator "A. Tech"
+  rig run delivery_check --answers answers.toml --out /data/runs
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("run", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("procedure", metavar="PROCEDURE", help="procedure id (see `rig list`)")
+    parser.add_argument("--station", metavar="FILE", default=None,
+                        help=f"station file (default: ${STATION_ENV} if set, else ./rig.toml)")
+    parser.add_argument("--param", metavar="NAME=VALUE", action="append", default=[],
+                        help="set a procedure parameter (repeatable)")
+    parser.add_argument("--operator", metavar="NAME", default=None,
+                        help="who runs the procedure (default: the login name)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="runs directory (default: the station's runs_dir)")
+    parser.add_argument("--answers", metavar="FILE", default=None,
+                        help="pre-supplied operator answers (TOML or JSON: step = \"answer\")")
+    parser.add_argument("--answer", metavar="STEP=VALUE", action="append", default=[],
+                        help="pre-supply one operator answer (repeatable; overrides --answers)")
+    parser.add_argument("--plain", action="store_true",
+                        help="plain timestamped lines even on a terminal")
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not build the report bundle after the run")
+    parser.set_defaults(func=run)
+
+
+def default_operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name (containers): say so rather than guess
+        return "unknown"
+
+
+def _answers(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
+    answers: dict[str, str] = {}
+    via: dict[str, str] = {}
+    if args.answers:
+        for key, value in load_answers_file(args.answers).items():
+            answers[key], via[key] = value, f"answers file {args.answers}"
+    for key, value in parse_answer_args(args.answer).items():
+        answers[key], via[key] = value, "--answer"
+    return answers, via
+
+
+def _ask_item(procedure: Procedure, operator: Operator, display: Display) -> tuple[dict[str, str], list[OperatorAnswer]]:
+    """The item under test is named before the record starts, so run_started can carry it."""
+    recorded: list[OperatorAnswer] = []
+    for entry in procedure.item_under_test:
+        with display.paused():
+            recorded.append(operator.ask(entry))
+    return {a.step: a.answer for a in recorded}, recorded
+
+
+def _build_report(result: RunResult) -> None:
+    """The report bundle is a convenience here: its failure never changes the run's outcome."""
+    try:
+        from reports.bundle import build_bundle
+    except ImportError:
+        return
+    try:
+        bundle = build_bundle(result.run_dir)
+    except Exception as exc:  # noqa: BLE001 - reported, not raised (see docstring)
+        print(f"rig: warning: report bundle not built: {exc}", file=sys.stderr)
+        return
+    print(f"report: {bundle}")
+
+
+def run(args: argparse.Namespace) -> int:
+    procedure = procedures.load(args.procedure)
+    spec = procedure.load_spec()
+    params = parse_params(args.param, procedure)
+    station = load_station(args.station or default_station_path())
+    check_calibration_policy(station)
+    answers, via = _answers(args)
+    abort = AbortFlag()
+    operator = Operator(args.operator or default_operator(), answers, answers_via=via,
+                        abort_requested=abort.reason)
+    operator.preflight(procedure.operator_steps(), procedure.id)
+    runs_dir = Path(args.out).expanduser().resolve() if args.out else station.runs_dir
+    run_id = new_run_id(procedure.id)
+    display = make_display(plain=True if args.plain else None)
+    try:
+        with abort_on_signals(abort, notify=display.message):
+            try:
+                item, item_answers = _ask_item(procedure, operator, display)
+            except RunAborted as exc:
+                print(f"rig: aborted before the run started: {exc.reason}", file=sys.stderr)
+                return 3
+            with Bench.open(station) as bench:
+                result = Runner(procedure=procedure, spec=spec, params=params, bench=bench,
+                                run_dir=runs_dir / run_id, run_id=run_id, operator=operator,
+                                display=display, abort=abort, item_under_test=item,
+                                pre_answers=item_answers).run()
+    finally:
+        display.close()
+    print(f"{result.outcome}: {result.reason}")
+    print(f"record: {result.run_dir / 'record.jsonl'}")
+    if not args.no_report:
+        _build_report(result)
+    return result.exit_code

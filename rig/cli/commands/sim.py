@@ -1,0 +1,159 @@
+"""`rig sim serve`: run the simulated bench of a station until SIGINT/SIGTERM.
+
+Why a command: third-party software and several terminals can share one simulated bench, and
+`rig check`/`rig run` start exactly this command as a child (instruments.sim.launcher). The
+resources file it writes (atomically, removed on exit) is the only thing a client needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from rig.errors import UsageError
+
+# Set by instruments.sim.launcher: the child stops by itself if the process that started it dies,
+# so a crashed test run never leaves an orphaned bench holding ptys and ports.
+EXIT_WITH_PARENT_ENV = "RIG_SIM_EXIT_WITH_PARENT"
+PARENT_POLL_S = 0.5
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sim = subparsers.add_parser("sim", help="the simulated bench",
+                                description="The simulated bench: every instrument of a station on real transports.")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="SIM_COMMAND")
+    serve = sim_sub.add_parser(
+        "serve",
+        help="serve every instrument of the station on real transports until Ctrl-C/SIGTERM",
+        description="Start the simulated bench for a station, write its resources file, serve until "
+        "SIGINT or SIGTERM, then stop everything and remove the resources file.",
+    )
+    serve.add_argument("--station", type=Path, default=None,
+                       help="station file (default: $RIG_STATION or ./rig.toml)")
+    serve.add_argument("--resources-out", type=Path, default=None, metavar="FILE",
+                       help="where to write the resources JSON (default: $XDG_RUNTIME_DIR or /tmp "
+                       "/rig-sim-<station id>.json)")
+    serve.set_defaults(func=serve_command)
+    sim.set_defaults(func=lambda args: _usage(sim))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def default_resources_path(station_id: str) -> Path:
+    """Per-user runtime directory when there is one (private, cleaned at logout), else /tmp."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"rig-sim-{station_id}.json"
+
+
+def write_resources(path: Path, resources: dict[str, Any]) -> None:
+    """Write atomically (tmp + rename) so a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(resources, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _refuse_if_served(path: Path) -> None:
+    """Two benches writing one resources file would strand one of them: refuse clearly."""
+    try:
+        pid = int(json.loads(path.read_text(encoding="utf-8")).get("pid", 0))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return  # absent or unreadable: a stale file we may overwrite
+    if pid and pid != os.getpid() and _pid_alive(pid):
+        raise UsageError(
+            f"{path} belongs to a running simulated bench (pid {pid}); stop it first, "
+            "give --resources-out FILE, or delete the file if that process is not a simulated bench"
+        )
+
+
+def _print_resources(resources: dict[str, Any], path: Path) -> None:
+    rows: list[tuple[str, str]] = [(f"instrument {n}", r) for n, r in sorted(resources["instruments"].items())]
+    rows += [(f"serial port {n}", p) for n, p in sorted(resources["serial_ports"].items())]
+    rows += [("control", str(resources["control"])), ("clock", resources["clock"])]
+    if "daq_grpc" in resources:
+        rows.append(("daq gRPC", resources["daq_grpc"]))
+    rows += [("pid", str(resources["pid"])), ("resources file", str(path))]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"Simulated bench {resources['station']} (Ctrl-C to stop)")
+        table.add_column("what")
+        table.add_column("where")
+        for what, where in rows:
+            table.add_row(what, where)
+        Console().print(table)
+    else:
+        for what, where in rows:
+            print(f"{what}: {where}")
+    sys.stdout.flush()
+
+
+def _wait_for_stop(stop: threading.Event) -> None:
+    """Block until a signal sets ``stop`` (or, when asked, until the parent process is gone)."""
+    watch_parent = os.environ.get(EXIT_WITH_PARENT_ENV) == "1"
+    parent = os.getppid()
+    while not stop.wait(PARENT_POLL_S):
+        if watch_parent and os.getppid() != parent:
+            logging.getLogger(__name__).warning("parent process %d is gone; stopping", parent)
+            return
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from instruments.sim.server import SimServer
+    from rig.station.config import default_station_path, load_station
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    station = load_station(args.station or default_station_path())
+    if station.mode != "sim":
+        raise UsageError(f"{station.path}: station.mode is {station.mode!r}; `rig sim serve` needs "
+                         "mode = \"sim\"")
+    path: Path = (args.resources_out or default_resources_path(station.id)).expanduser().absolute()
+    _refuse_if_served(path)
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server = SimServer(station)
+    try:
+        server.start()
+        resources = server.resources()
+        write_resources(path, resources)
+        _print_resources(resources, path)
+        _wait_for_stop(stop)
+    finally:
+        server.stop()
+        path.unlink(missing_ok=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("simulated bench stopped", flush=True)
+    return 0

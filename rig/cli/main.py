@@ -1,0 +1,69 @@
+"""The `rig` command: discovers subcommands in rig.cli.commands and maps errors to exit codes.
+
+Exit codes: 0 success/PASS, 1 FAIL, 2 usage or configuration error, 3 ABORTED/ERROR or bench error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from rig import __version__
+from rig.errors import RigError
+
+
+def command_names() -> list[str]:
+    """Every subcommand: one module per command in rig.cli.commands, named like the command."""
+    import rig.cli.commands as commands
+
+    return sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that subcommand's module is imported.
+
+    Why: command modules import what their command needs (matplotlib for reports, nidaqmx for
+    the bench); `rig sim serve` or `rig check` should not pay a second of start-up for the others.
+    """
+    parser = argparse.ArgumentParser(
+        prog="rig",
+        description="Controller for the intrathecal pump verification rig.",
+    )
+    parser.add_argument("--version", action="version", version=f"rig {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in command_names():
+        if only is None or name == only:
+            importlib.import_module(f"rig.cli.commands.{name}").register(subparsers)
+    return parser
+
+
+def _requested_command(argv: Sequence[str]) -> str | None:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in command_names() else None
+
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_requested_command(argv))
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except RigError as exc:
+        print(f"rig: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rig: interrupted", file=sys.stderr)
+        return 3
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
