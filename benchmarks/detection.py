@@ -76,13 +76,13 @@ def attach_bank(model: FluidLine, bank: DetectorBank, sample_hz: float) -> None:
 
 def apply_fault(model: FluidLine, fault: str, severity_pct: float | None) -> None:
     if fault in ("occlusion", "backstop"):
-        model.line.occlusion = True
+        model.valves.occlusion = True
     elif fault == "kink":
-        model.line.kink_pct = 100.0 if severity_pct is None else severity_pct
+        model.valves.kink_pct = 100.0 if severity_pct is None else severity_pct
     elif fault == "leak":
-        model.line.leak = True
+        model.valves.leak = True
     elif fault == "disconnect":
-        model.line.disconnect = True
+        model.valves.disconnect = True
     else:
         raise ValueError(f"unknown fault {fault!r}; expected occlusion, backstop, kink, leak or disconnect")
 

@@ -77,7 +77,7 @@ def test_occlusion_raises_pressure_at_q_over_c(world: SimWorld, daq: Daq, tmp_pa
     path = daq.start_acquisition(tmp_path / "daq.f64")
     run_virtual(world, daq, 2.0, t0)
     daq.set_occlusion(True)
-    assert world.model.line.occlusion
+    assert world.model.valves.occlusion
     t_occl = world.now_s() - t0
     run_virtual(world, daq, 20.0, t0)
     daq.stop_acquisition()
@@ -100,7 +100,7 @@ def test_kink_cuts_outlet_flow_transiently_and_raises_upstream_pressure(
     path = daq.start_acquisition(tmp_path / "daq.f64")
     run_virtual(world, daq, 2.0, t0)
     daq.set_kink_pct(90.0)
-    assert world.model.line.kink_pct == pytest.approx(90.0)
+    assert world.model.valves.kink_pct == pytest.approx(90.0)
     run_virtual(world, daq, 10.0, t0)
     daq.stop_acquisition()
     data = read_stream(path)
@@ -123,7 +123,7 @@ def test_safe_state_is_read_back_from_the_device(daq: Daq, server: DaqServer, wo
     outputs = server.state()["outputs"]
     assert [outputs[v]["high"] for v in ("occlusion_valve", "leak_valve", "disconnect_valve")] == [False] * 3
     assert outputs["kink_valve"]["volts"] == 0.0
-    line = world.model.line
+    line = world.model.valves
     assert (line.occlusion, line.leak, line.disconnect, line.kink_pct) == (False, False, False, 0.0)
 
 

@@ -97,7 +97,7 @@ def test_disconnect_detected_within_seconds(rate_ml_h: float) -> None:
 def test_occlusion_present_when_the_pump_starts_is_still_found() -> None:
     # the trend does not depend on a learnt level: a line closed from the start is seen once armed
     model = make_line(1.0, seed=5)
-    model.line.occlusion = True
+    model.valves.occlusion = True
     bank = DetectorBank()
     attach_bank(model, bank, 2.0)
     model.advance_to(600.0)

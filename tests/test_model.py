@@ -56,7 +56,7 @@ def test_volume_is_conserved_over_a_long_run_with_every_fault_toggled(kind: str)
     ]
     for duration_s, changes in schedule:
         for key, value in changes.items():
-            setattr(line.line, key, value)
+            setattr(line.valves, key, value)
         line.advance(duration_s)
         assert abs(volume_balance_error_ml(line)) <= 1e-3 * max(line.totals.pumped_ml, 1e-3)
     totals = line.totals
@@ -118,7 +118,7 @@ def test_occlusion_pressure_rises_at_q_over_c() -> None:
     line = quiet_line("syringe", rate_ml_h=1.0)
     line.advance(120)  # steady: P = P_sink + Q·R_out = 1.72 kPa
     assert line.pressure_kpa == pytest.approx(P_SINK + 1.0 * R_OUT, rel=1e-3)
-    line.line.occlusion = True
+    line.valves.occlusion = True
     p0, delivered0 = line.pressure_kpa, line.totals.delivered_ml
     line.advance(600)
     rate_kpa_h = (line.pressure_kpa - p0) / (600 / 3600)
@@ -137,7 +137,7 @@ def test_kink_raises_upstream_pressure_and_briefly_lowers_outlet_flow() -> None:
     # 52 s to 1 mL/h while P climbs to 1.47 + 1.45 = 2.92 kPa.
     line = quiet_line("syringe", rate_ml_h=1.0)
     line.advance(120)
-    line.line.kink_pct = 80.0
+    line.valves.kink_pct = 80.0
     line.advance(1.0)  # 1 − 0.828·e^(−1/52) = 0.188 mL/h
     assert line.outlet_flow_ml_h == pytest.approx(0.188, abs=0.01)
     line.advance(599.0)  # > 11 τ
@@ -151,7 +151,7 @@ def test_leak_diverts_flow_away_from_the_balance() -> None:
     # leak = 0.32762 mL/h, outlet = 0.67238 mL/h. Balance gain over 1 h:
     # 0.67238 mL · 0.998 g/mL − 0.0005 g evaporation = 0.67055 g.
     line = quiet_line("syringe", rate_ml_h=1.0)
-    line.line.leak = True
+    line.valves.leak = True
     line.advance(300)
     p_kpa = (1.0 + P_SINK / R_OUT) / (1 / R_OUT + 1 / 5.0)
     assert line.pressure_kpa == pytest.approx(p_kpa, rel=1e-3)
@@ -169,7 +169,7 @@ def test_disconnect_drops_downstream_pressure_and_stops_balance_gain() -> None:
     line = quiet_line("syringe", rate_ml_h=1.0)
     line.advance(120)
     assert line.downstream_pressure_kpa() == pytest.approx(P_SINK + 0.20, rel=1e-3)
-    line.line.disconnect = True
+    line.valves.disconnect = True
     line.advance(60)
     mass0, spilled0 = line.true_mass_g(), line.totals.spilled_ml
     line.advance(3600)
@@ -227,7 +227,7 @@ def test_syringe_stalls_above_the_stall_pressure_and_stops_pumping() -> None:
     # = 0.983 h; the motor stops and the pumped total freezes.
     line = quiet_line("syringe", rate_ml_h=1.0)
     line.advance(120)
-    line.line.occlusion = True
+    line.valves.occlusion = True
     line.advance(0.95 * 3600)
     assert line.pump.running and not line.pump.stalled
     line.advance(0.05 * 3600)
@@ -235,3 +235,103 @@ def test_syringe_stalls_above_the_stall_pressure_and_stops_pumping() -> None:
     pumped = line.totals.pumped_ml
     line.advance(600)
     assert line.totals.pumped_ml == pumped
+
+
+# -- faults of the line itself (at the catheter), apart from the rig's valves -----------------------
+
+
+def test_blocked_catheter_raises_pressure_and_the_downstream_transducer_sees_it() -> None:
+    # A catheter that blocks by itself: the same Q/C rise as the occlusion valve (100 kPa/h at
+    # 1 mL/h), but the downstream transducer sits *before* the block, so it reads the tubing
+    # pressure (no flow, no drop across the open valve) instead of the CSF back-pressure.
+    line = quiet_line("syringe", rate_ml_h=1.0)
+    line.advance(120)
+    line.faults.occlusion = True
+    p0 = line.pressure_kpa
+    line.advance(360)  # 6 min at 100 kPa/h = +10 kPa
+    assert line.pressure_kpa - p0 == pytest.approx(10.0, rel=0.02)
+    assert line.downstream_pressure_kpa() == pytest.approx(line.pressure_kpa, rel=1e-9)
+    assert line.outlet_flow_ml_h == 0.0
+
+
+def test_kinked_catheter_adds_its_own_resistance() -> None:
+    # 50 % catheter kink: R_cath = 0.20 / 0.5² = 0.80, R_out = 0.85 kPa/(mL/h); steady at 1 mL/h
+    # P = 1.47 + 0.85 = 2.32 kPa, downstream = 1.47 + 0.80 = 2.27 kPa (drop across the valve 0.05).
+    line = quiet_line("syringe", rate_ml_h=1.0)
+    line.faults.kink_pct = 50.0
+    line.advance(600)  # > 60 τ (τ = 0.85·C h = 31 s)
+    assert line.pressure_kpa == pytest.approx(2.32, rel=1e-4)
+    assert line.downstream_pressure_kpa() == pytest.approx(2.27, rel=1e-4)
+
+
+def test_line_leak_and_rig_leak_valve_are_two_bleeds() -> None:
+    # Both open: two 5 kPa/(mL/h) bleeds in parallel = 2.5. Steady at 1 mL/h:
+    # 1 = (P − 1.47)/0.25 + P/2.5 -> P = 6.88/4.4 = 1.56364 kPa; leak = 0.62545 mL/h.
+    line = quiet_line("syringe", rate_ml_h=1.0)
+    line.faults.leak = True
+    line.valves.leak = True
+    line.advance(300)
+    assert line.pressure_kpa == pytest.approx(6.88 / 4.4, rel=1e-4)
+    assert line.leak_flow_ml_h == pytest.approx(6.88 / 4.4 / 2.5, rel=1e-4)
+
+
+def test_catheter_disconnect_spills_like_the_disconnect_valve() -> None:
+    line = quiet_line("syringe", rate_ml_h=1.0)
+    line.advance(120)
+    line.faults.disconnect = True
+    line.faults.occlusion = True  # a blocked catheter that came off: the open end wins
+    line.advance(600)
+    assert line.pressure_kpa == pytest.approx(0.06, rel=1e-3)
+    assert line.flow_sensor_ul_min() == 0.0 and line.totals.spilled_ml > 0.15
+
+
+def test_zeroing_the_rig_valves_does_not_clear_a_fault_of_the_line() -> None:
+    # What the rig's safe state does to the model (every valve to normal flow) must leave an
+    # injected fault in place: the pressure keeps rising until the *pump* stops.
+    line = quiet_line("syringe", rate_ml_h=1.0)
+    line.faults.occlusion = True
+    line.faults.kink_pct = 100.0
+    line.valves.kink_pct = 30.0
+    line.advance(60)
+    line.valves.kink_pct = 0.0
+    line.valves.occlusion = False
+    p0 = line.pressure_kpa
+    line.advance(60)
+    assert (line.faults.occlusion, line.faults.kink_pct) == (True, 100.0)
+    assert line.pressure_kpa - p0 == pytest.approx(100.0 / 60, rel=0.02)
+    line.pump.running = False
+    p1 = line.pressure_kpa
+    line.advance(60)
+    assert line.pressure_kpa == pytest.approx(p1, abs=1e-12)  # nothing leaves a blocked line
+
+
+def test_snapshot_keeps_valves_and_faults_apart() -> None:
+    line = quiet_line("syringe", rate_ml_h=1.0)
+    line.valves.kink_pct = 20.0
+    line.faults.leak = True
+    snap = line.snapshot()
+    assert snap["valves"] == {"occlusion": False, "kink_pct": 20.0, "leak": False, "disconnect": False}
+    assert snap["faults"] == {"occlusion": False, "kink_pct": 0.0, "leak": True, "disconnect": False}
+
+
+def test_the_pump_says_why_it_stopped() -> None:
+    # stall above 100 kPa (occluded at 1 mL/h: 100 kPa/h -> ~59 min from 1.72 kPa), a volume
+    # target (0.001 mL at 1 mL/h = 3.6 s), or a stop command; the command's time is kept even when
+    # the pump had already stopped, so "the rig commanded a stop" is observable after a stall.
+    line = quiet_line("syringe", rate_ml_h=1.0)
+    line.valves.occlusion = True
+    line.advance(3600)
+    assert (line.pump.running, line.pump.stalled, line.pump.stopped_by) == (False, True, "stall")
+    assert line.pump.last_stop_command_t_s is None
+    line.pump.command_stop(line.t_s)
+    assert line.pump.stopped_by == "stall" and line.pump.last_stop_command_t_s == line.t_s
+    line = quiet_line("syringe", rate_ml_h=1.0)
+    line.pump.target_ml = 0.001
+    line.advance(10)
+    assert (line.pump.running, line.pump.stopped_by) == (False, "target")
+    line.pump.target_ml = 0.0  # continuous
+    line.pump.command_start()
+    assert (line.pump.running, line.pump.stopped_by) == (True, None)
+    line.advance(1)
+    line.pump.command_stop(line.t_s)
+    assert (line.pump.running, line.pump.stopped_by, line.pump.last_stop_command_t_s) == (False, "command", 11.0)

@@ -205,12 +205,14 @@ def test_line_and_pump_commands_change_the_model(control: SimControl) -> None:
     control.line(kink_pct=40.0, leak=True)
     control.pump(displacement_factor=0.8, stall=True)
     model = control.state()["model"]
-    assert model["line"] == {"occlusion": False, "kink_pct": 40.0, "leak": True, "disconnect": False}
+    assert model["faults"] == {"occlusion": False, "kink_pct": 40.0, "leak": True, "disconnect": False}
+    # a fault of the line is not the rig's valve: the valves stay where the rig (not) put them
+    assert model["valves"] == {"occlusion": False, "kink_pct": 0.0, "leak": False, "disconnect": False}
     assert model["pump"]["displacement_factor"] == 0.8
     control.line(kink_pct=0.0, leak=False)
     control.pump(displacement_factor=1.0, stall=False)
     model = control.state()["model"]
-    assert model["line"]["kink_pct"] == 0.0 and not model["pump"]["stalled"]
+    assert model["faults"]["kink_pct"] == 0.0 and not model["pump"]["stalled"]
 
 
 # -- process lifecycle -----------------------------------------------------------------------------

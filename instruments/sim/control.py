@@ -10,9 +10,11 @@ Commands (served by instruments.sim.server):
   time                                  -> {"t_s": float, "mode": "real"|"virtual"}
   advance   dt_s                        -> {"t_s": float}        (virtual mode only)
   fault     instrument, fault           -> {}   fault: "none"|"silent"|"garbage"|"drop"
-  line      occlusion?, kink_pct?, leak?, disconnect?  -> {}   (set fluid-line states directly)
+  line      occlusion?, kink_pct?, leak?, disconnect?  -> {}   (faults of the line itself, at the
+                                        catheter; the rig's own fault valves move only with the NI
+                                        device's outputs, and its safe state never clears these)
   pump      displacement_factor?, stall? -> {}  (pump faults: real displacement scale, stall alarm)
-  state                                 -> {"t_s", "model": {...}, "instruments": {name: {...}}}
+  state                                 -> {"t_s", "model": {..., "valves", "faults"}, "instruments": {name: {...}}}
 """
 
 from __future__ import annotations

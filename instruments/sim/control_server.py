@@ -129,6 +129,8 @@ class ControlHandler:
         return {}
 
     def _line(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Faults of the line itself (at the catheter), never the rig's valves: only the NI
+        device's outputs move those, so nothing a test injects here can be undone by the rig."""
         flags = {"occlusion", "leak", "disconnect"}
         _check_keys("line", args, set(), flags | {"kink_pct"})
         changes: dict[str, Any] = {k: _bool("line", k, args[k]) for k in flags & args.keys()}
@@ -136,7 +138,7 @@ class ControlHandler:
             changes["kink_pct"] = _number("line", "kink_pct", args["kink_pct"], 0.0, 100.0)
         with self.world.locked() as model:  # model is synced to now before the valves move
             for key, value in changes.items():
-                setattr(model.line, key, value)
+                setattr(model.faults, key, value)
         return {}
 
     def _pump(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -119,7 +119,7 @@ AI_SIGNALS: dict[str, tuple[Reading, NoiseOf]] = {
     "pressure_downstream": (FluidLine.downstream_pressure_kpa, lambda m: m.params.pressure_noise_kpa),
     "flow_sensor": (FluidLine.flow_sensor_ul_min, lambda m: m.params.flow_noise_ul_min),
 }
-DO_VALVES = dict(zip(VALVES, ("occlusion", "leak", "disconnect")))  # station role -> model line state
+DO_VALVES = dict(zip(VALVES, ("occlusion", "leak", "disconnect")))  # station role -> model.valves field
 AO_KINK = KINK
 KINK_PCT_PER_VOLT = 10.0
 
@@ -480,12 +480,12 @@ class VirtualDaq:
         wire = self.wires.get(physical)
         if wire is not None and wire.name == AO_KINK:
             pct = min(100.0, max(0.0, self.ao_volts[physical] * KINK_PCT_PER_VOLT))
-            self.world.model.line.kink_pct = pct
+            self.world.model.valves.kink_pct = pct
 
     def _apply_line(self, physical: str) -> None:
         wire = self.wires.get(physical)
         if wire is not None and wire.name in DO_VALVES:
-            setattr(self.world.model.line, DO_VALVES[wire.name], self.lines[physical])
+            setattr(self.world.model.valves, DO_VALVES[wire.name], self.lines[physical])
 
     # -- introspection --------------------------------------------------------------------------
 

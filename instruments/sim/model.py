@@ -3,13 +3,23 @@
 SI-flavoured lab units inside (mL, kPa, s, g) with the unit in every name. Topology:
 
     pump --[upstream transducer]-- tubing (compliance C) --+-- leak bleed (R_leak) --> leak pot
-                                                           |
+                                                           |   (the rig's leak valve; a leak of
+                                                           |    the line itself bleeds here too)
                                  occlusion valve / kink pinch valve (R_valve / (1-k)^2)
                                                            |
                                   [downstream transducer] -+-- disconnect --> spill
                                                            |
-                                      flow sensor -- catheter (R_cath) --> outlet at CSF
-                                                                           back-pressure, on balance
+                                      flow sensor -- catheter (R_cath / (1-k_cath)^2) --> outlet at
+                                                                    CSF back-pressure, on balance
+
+Two kinds of disturbance, kept apart on purpose (``FluidLine.valves`` and ``FluidLine.faults``):
+
+* the rig's own **fault valves** (occlusion, kink pinch, leak, disconnect), driven only by the NI
+  device's outputs — what the rig writes, and what its safe state sets back to normal flow;
+* **faults of the line/item itself** (a catheter that kinks or blocks, a leaking line, a catheter
+  that comes off), injected only by tests over the control channel (``line``) and never touched by
+  anything the rig writes: a rig that "repairs" an injected occlusion by zeroing its kink valve
+  would otherwise look as if it had stopped the pump.
 
 The tubing node obeys C·dP/dt = Q_pump − Q_out − Q_leak, integrated exactly over each step
 (linear ODE with constant coefficients), so volume is conserved to rounding:
@@ -24,7 +34,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 ML_H_PER_ML_S = 3600.0
@@ -76,8 +86,25 @@ class PumpState:
     stalled: bool = False
     force_stall: bool = False
     run_volume_ml: float = 0.0  # displaced since the last RUN
+    # Why the pump last stopped ("command" | "stall" | "target"; None while running or never
+    # stopped) and when it last received a stop command (model s, even if already stopped): what
+    # lets a test tell "the rig stopped the pump" from "the fault stopped it".
+    stopped_by: str | None = None
+    last_stop_command_t_s: float | None = None
     _displaced_exact_ml: float = 0.0
     _displaced_steps_ml: float = 0.0
+
+    def command_start(self) -> None:
+        """A pump emulator's run command."""
+        self.running = True
+        self.stopped_by = None
+
+    def command_stop(self, t_s: float) -> None:
+        """A pump emulator's stop command (recorded even when the pump is already stopped)."""
+        if self.running:
+            self.running = False
+            self.stopped_by = "command"
+        self.last_stop_command_t_s = t_s
 
     @property
     def rpm(self) -> float:
@@ -90,7 +117,11 @@ class PumpState:
 
 @dataclass
 class LineState:
-    """Valve positions (the faults). kink_pct is the pinch valve's restriction, 0..100."""
+    """One set of line disturbances: used for the rig's fault valves and for the line's own faults.
+
+    kink_pct is a restriction in 0..100 (100 = shut): the pinch valve's for the rig's valves, the
+    catheter's for a fault of the line. Disconnect and leak mean an open end / an open bleed.
+    """
 
     occlusion: bool = False
     kink_pct: float = 0.0
@@ -131,7 +162,8 @@ class FluidLine:
     def __init__(self, params: LineParams | None = None, seed: int = 1) -> None:
         self.params = params or LineParams()
         self.pump = PumpState()
-        self.line = LineState()
+        self.valves = LineState()  # the rig's fault valves (written by the NI device only)
+        self.faults = LineState()  # faults of the line/item at the catheter (control channel only)
         self.totals = Totals()
         self.rng = random.Random(seed)
         self.t_s = 0.0
@@ -206,16 +238,39 @@ class FluidLine:
         p._displaced_steps_ml = steps_ml
         return vol if p.infuse else -vol
 
-    def _out_resistance(self) -> float:
-        """Resistance from the tubing node to where the outflow goes (inf when occluded)."""
-        prm, ln = self.params, self.line
-        if ln.occlusion or ln.kink_pct >= 100.0:
+    @property
+    def disconnected(self) -> bool:
+        """An open end downstream of the valves: the rig's disconnect valve or a catheter come off."""
+        return self.valves.disconnect or self.faults.disconnect
+
+    def _valves_shut(self) -> bool:
+        return self.valves.occlusion or self.valves.kink_pct >= 100.0
+
+    def _catheter_shut(self) -> bool:
+        return self.faults.occlusion or self.faults.kink_pct >= 100.0
+
+    def _catheter_resistance(self) -> float:
+        """The catheter with its own kink (a fault of the line); inf when blocked."""
+        if self._catheter_shut():
             return math.inf
-        valve = prm.valve_resistance_kpa_per_ml_h / max(1e-9, (1 - ln.kink_pct / 100.0)) ** 2
-        downstream = (
-            prm.disconnect_resistance_kpa_per_ml_h if ln.disconnect else prm.catheter_resistance_kpa_per_ml_h
-        )
-        return valve + downstream
+        return self.params.catheter_resistance_kpa_per_ml_h / (1 - self.faults.kink_pct / 100.0) ** 2
+
+    def _out_resistance(self) -> float:
+        """Resistance from the tubing node to where the outflow goes (inf when occluded).
+
+        The pinch valve and the catheter are in series; a disconnect (either kind) opens the line
+        before the catheter, so a blocked catheter no longer matters then."""
+        prm = self.params
+        if self._valves_shut():
+            return math.inf
+        valve = prm.valve_resistance_kpa_per_ml_h / (1 - self.valves.kink_pct / 100.0) ** 2
+        if self.disconnected:
+            return valve + prm.disconnect_resistance_kpa_per_ml_h
+        return valve + self._catheter_resistance()
+
+    def _leak_conductance(self) -> float:
+        """Open bleeds (the rig's leak valve, a leak of the line): parallel paths of R_leak each."""
+        return (int(self.valves.leak) + int(self.faults.leak)) / self.params.leak_resistance_kpa_per_ml_h
 
     def _step(self, dt: float) -> None:
         if dt <= 0:
@@ -227,13 +282,13 @@ class FluidLine:
             if abs(vol_pump) >= remaining:
                 vol_pump = math.copysign(max(0.0, remaining), vol_pump)
                 p.running = False
+                p.stopped_by = "target"
         p.run_volume_ml += abs(vol_pump)
         q_pump = vol_pump / dt * ML_H_PER_ML_S  # mL/h, step average
         r_out = self._out_resistance()
-        r_leak = prm.leak_resistance_kpa_per_ml_h if self.line.leak else math.inf
-        p_sink = 0.0 if self.line.disconnect else prm.back_pressure_kpa
+        p_sink = 0.0 if self.disconnected else prm.back_pressure_kpa
         g_out = 0.0 if math.isinf(r_out) else 1.0 / r_out
-        g_leak = 0.0 if math.isinf(r_leak) else 1.0 / r_leak
+        g_leak = self._leak_conductance()
         c = prm.compliance_ml_per_kpa
         dt_h = dt / ML_H_PER_ML_S
         # C dP/dt = q_pump + g_out·p_sink − (g_out + g_leak)·P  (per hour)
@@ -252,7 +307,7 @@ class FluidLine:
         self.pressure_kpa = p1
         self.totals.pumped_ml += vol_pump
         self.totals.leaked_ml += leak_ml
-        if self.line.disconnect:
+        if self.disconnected:
             self.totals.spilled_ml += out_ml
             self.outlet_flow_ml_h = 0.0
         else:
@@ -262,6 +317,7 @@ class FluidLine:
         if p.kind == "syringe" and p.running and (p1 > p.stall_pressure_kpa or p.force_stall):
             p.stalled = True
             p.running = False
+            p.stopped_by = "stall"
         # balance: delivered fluid lands in the vessel; evaporation; first-order settling
         self.evaporated_g += prm.evaporation_g_h * dt_h
         true_g = self.true_mass_g()
@@ -288,13 +344,20 @@ class FluidLine:
         return self.pressure_kpa + prm.pressure_offset_kpa + self.rng.gauss(0.0, prm.pressure_noise_kpa)
 
     def downstream_pressure_kpa(self) -> float:
-        """Pressure after the valves: the sink plus the catheter's drop at the outlet flow."""
+        """Pressure after the valves: the sink plus the catheter's drop at the outlet flow; with the
+        catheter blocked (and the valves open) nothing flows, so it reads the tubing pressure."""
         prm = self.params
-        if self.line.disconnect:
+        if self.disconnected:
             true = self.outlet_flow_ml_h * prm.disconnect_resistance_kpa_per_ml_h
+        elif self._catheter_shut() and not self._valves_shut():
+            true = self.pressure_kpa
         else:
-            true = prm.back_pressure_kpa + self.outlet_flow_ml_h * prm.catheter_resistance_kpa_per_ml_h
+            true = prm.back_pressure_kpa + self.outlet_flow_ml_h * self._catheter_resistance_or_zero()
         return true + prm.pressure_offset_kpa + self.rng.gauss(0.0, prm.pressure_noise_kpa)
+
+    def _catheter_resistance_or_zero(self) -> float:
+        r = self._catheter_resistance()
+        return 0.0 if math.isinf(r) else r
 
     def flow_sensor_ul_min(self) -> float:
         prm = self.params
@@ -319,13 +382,11 @@ class FluidLine:
                 "infuse": self.pump.infuse,
                 "stalled": self.pump.stalled,
                 "displacement_factor": self.pump.displacement_factor,
+                "stopped_by": self.pump.stopped_by,
+                "last_stop_command_t_s": self.pump.last_stop_command_t_s,
             },
-            "line": {
-                "occlusion": self.line.occlusion,
-                "kink_pct": self.line.kink_pct,
-                "leak": self.line.leak,
-                "disconnect": self.line.disconnect,
-            },
+            "valves": asdict(self.valves),  # the rig's fault valves, as the NI device drives them
+            "faults": asdict(self.faults),  # faults of the line itself, injected over the control channel
             "totals": {
                 "pumped_ml": self.totals.pumped_ml,
                 "delivered_ml": self.totals.delivered_ml,

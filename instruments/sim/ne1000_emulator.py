@@ -222,15 +222,12 @@ class NE1000Emulator(Emulator):
         if not self._paused:
             model.pump.run_volume_ml = 0.0  # a new run; a paused one resumes its volume target
         self._paused = False
-        model.pump.running = True
+        model.pump.command_start()
         return ""
 
     def _cmd_stp(self, model: FluidLine, arg: str) -> str:
-        if model.pump.running:
-            model.pump.running = False
-            self._paused = True
-        else:
-            self._paused = False
+        self._paused = model.pump.running
+        model.pump.command_stop(model.t_s)
         return ""
 
     def _cmd_dis(self, model: FluidLine, arg: str) -> str:

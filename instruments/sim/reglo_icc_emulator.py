@@ -127,11 +127,11 @@ class RegloICCEmulator(Emulator):
             return NO  # cannot run with these settings (xe would say why)
         if not model.pump.running:
             model.pump.run_volume_ml = 0.0
-        model.pump.running = True
+        model.pump.command_start()
         return OK
 
     def _stop(self, model: FluidLine, arg: str) -> str:
-        model.pump.running = False
+        model.pump.command_stop(model.t_s)
         return OK
 
     def _clockwise(self, model: FluidLine, arg: str) -> str:

@@ -193,8 +193,9 @@ def safe_from_sim(state: dict[str, Any]) -> tuple[bool, bool | None]:
     outputs = daq["outputs"]
     valves = all(not o["high"] for o in outputs.values() if "high" in o)
     kink = all(abs(o["volts"]) < 0.05 for o in outputs.values() if "volts" in o)
-    line = state["model"]["line"]
-    return pump, valves and kink and not line["occlusion"] and line["kink_pct"] == 0.0
+    rig = state["model"]["valves"]  # the rig's valves only: a fault of the line stays as injected
+    return pump, valves and kink and not any(rig[k] for k in ("occlusion", "leak", "disconnect")) \
+        and rig["kink_pct"] == 0.0
 
 
 # -- injection -----------------------------------------------------------------------------------
