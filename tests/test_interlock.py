@@ -106,4 +106,4 @@ def test_failed_relief_actions_are_recorded(world: SimWorld, daq: Daq, tmp_path:
     run_virtual(world, daq, 70.0, t0)
     daq.stop_acquisition()
     assert reasons and "stop pump failed: pump not answering" in reasons[0]
-    assert world.model.line.leak and not world.model.line.occlusion  # the valves still acted
+    assert world.model.valves.leak and not world.model.valves.occlusion  # the valves still acted
