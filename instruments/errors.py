@@ -36,3 +36,7 @@ class InstrumentDisconnected(InstrumentError):
 
 class SafeStateNotConfirmed(InstrumentError):
     """safe_state() was commanded but the read-back does not show the safe state."""
+
+
+class InstrumentBusy(InstrumentError):
+    """Another session holds the instrument's exclusive lock (a second controller on the rig)."""

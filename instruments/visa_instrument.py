@@ -17,6 +17,7 @@ import pyvisa.constants
 import pyvisa.errors
 
 from instruments.errors import (
+    InstrumentBusy,
     InstrumentDisconnected,
     InstrumentError,
     InstrumentTimeout,
@@ -75,6 +76,7 @@ class VisaInstrument:
         self.retries = retries
         self.options = dict(options or {})
         self._lock = threading.RLock()
+        self.exclusive_lock = "not applicable"  # "held" or why not (VISA exclusive lock, see _open)
         if isinstance(resource, str):
             self.resource_name = resource
             self._res = self._open(resource)
@@ -91,9 +93,30 @@ class VisaInstrument:
             )
         except (pyvisa.errors.VisaIOError, OSError, ValueError) as exc:
             raise InstrumentDisconnected(self.name, None, f"cannot open {resource}: {exc}") from exc
+        try:
+            self.exclusive_lock = self._lock_exclusive(res, resource)
+        except BaseException:
+            res.close()
+            raise
         if self.baud_rate is not None and resource.upper().startswith("ASRL"):
             res.baud_rate = self.baud_rate
         return res
+
+    def _lock_exclusive(self, res: Any, resource: str) -> str:
+        """A VISA exclusive lock where the backend has them (NI-VISA, Keysight): another session
+        on this resource is refused until we close. pyvisa-py has none (VI_ERROR_NSUP_OPER):
+        then the station lock and, for serial ports, the device-node flock are what protect it.
+        Returns what was obtained, for the record."""
+        try:
+            res.lock_excl(timeout=0)
+        except pyvisa.errors.VisaIOError as exc:
+            if exc.error_code == pyvisa.constants.StatusCode.error_resource_locked:
+                raise InstrumentBusy(self.name, None, f"{resource} is locked by another VISA session "
+                                                      "(another controller on this rig)") from exc
+            return f"not supported by this VISA backend ({exc.abbreviation})"
+        except (NotImplementedError, AttributeError):
+            return "not supported by this VISA backend"
+        return "held"
 
     # -- raw exchange -------------------------------------------------------------------------
 

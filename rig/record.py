@@ -53,6 +53,29 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def writable_directory(path: Path | str, what: str) -> Path:
+    """``path`` created if needed and proven writable (a file is created and removed in it).
+
+    Why before anything starts: a run whose record cannot be written must not move the pump,
+    and "cannot write" must be a clear usage error (exit 2), not an ERROR run with an internal
+    message and a record path that does not exist."""
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".rig-write-test-{os.getpid()}-{secrets.token_hex(3)}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{what} {path} is not writable: {exc.strerror or exc}; give a writable "
+                         "directory") from None
+    return path.resolve()
+
+
+class RecordClosed(RuntimeError):
+    """Something tried to write into a record after its run finished (a leaked listener)."""
+
+
 class RecordWriter:
     """Appends events to record.jsonl. Every line is flushed; ``checkpoint`` fsyncs."""
 
@@ -70,6 +93,9 @@ class RecordWriter:
         event = {"type": event_type, **fields}
         line = json.dumps(event, sort_keys=True, allow_nan=False, default=str)
         with self._lock:
+            if self._file.closed:
+                raise RecordClosed(f"run record {self.path} is finished; refusing to append a "
+                                   f"{event_type!r} line to it")
             self._file.write(line + "\n")
             self._file.flush()
         return event

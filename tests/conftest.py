@@ -22,6 +22,8 @@ Fixtures (function-scoped unless noted; everything started is stopped at teardow
                   each param is a dict of ``station_file`` keyword arguments.
 ``sim_server``    an in-process, started ``instruments.sim.server.SimServer`` for ``sim_station``;
                   stopped at teardown. Cheapest way to get real ptys/sockets and a control channel.
+``station_lock_dir`` autouse: a private $RIG_LOCK_DIR per test (station locks, rig.station.lock).
+``rig_cli``       the real `rig` process, failing the test on any traceback (tests/cli.py).
 ``sim_process``   ``rig sim serve`` for ``sim_station`` as a child process
                   (``instruments.sim.launcher.start_sim``); stopped (SIGTERM) at teardown. Use it
                   when the test is about process behaviour or the exact production path.
@@ -133,6 +135,24 @@ def write_station(
     path = directory / name
     path.write_text(dump_toml(data), encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def station_lock_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own station lock directory ($RIG_LOCK_DIR, inherited by `rig` children):
+    tests on parallel workers all use station id "sim-01" and must not refuse each other."""
+    path = tmp_path_factory.mktemp("locks")
+    monkeypatch.setenv("RIG_LOCK_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def rig_cli() -> Callable[..., Any]:
+    """``rig_cli(*args, env=..., cwd=...)``: the real `rig` process (tests/cli.py ``run_rig``);
+    fails the test when it prints a traceback."""
+    from tests.cli import run_rig
+
+    return run_rig
 
 
 @pytest.fixture(scope="session")

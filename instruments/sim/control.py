@@ -15,6 +15,13 @@ Commands (served by instruments.sim.server):
                                         device's outputs, and its safe state never clears these)
   pump      displacement_factor?, stall? -> {}  (pump faults: real displacement scale, stall alarm)
   state                                 -> {"t_s", "model": {..., "valves", "faults"}, "instruments": {name: {...}}}
+  claim     owner: {command, pid, host, run_id, since_utc, ...}
+                                        -> {"owner": {...}}; refused ({"busy": true, "owner": ...})
+                                           while another connection holds the claim
+  release                               -> {}   (closing the connection releases it too)
+
+A controller claims the bench before it touches an instrument; fault-injection and inspection
+clients (tests, a second terminal) use the other commands without claiming.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from rig.errors import SimulatedBenchError
 
 class SimControlError(SimulatedBenchError):
     """The simulated bench refused or could not answer a control command."""
+
+    reply: dict[str, Any] = {}  # the refusal as the bench sent it (empty: no answer at all)
 
 
 class SimControl:
@@ -55,7 +64,9 @@ class SimControl:
             raise SimControlError(f"simulated bench control {self.address} closed the connection")
         data = json.loads(reply)
         if not data.get("ok"):
-            raise SimControlError(f"simulated bench refused {cmd!r}: {data.get('error')}")
+            error = SimControlError(f"simulated bench refused {cmd!r}: {data.get('error')}")
+            error.reply = data  # e.g. {"busy": true, "owner": {...}} for a refused claim
+            raise error
         return data
 
     def time_s(self) -> float:
@@ -75,6 +86,10 @@ class SimControl:
 
     def state(self) -> dict[str, Any]:
         return self.call("state")
+
+    def claim(self, owner: dict[str, Any]) -> None:
+        """Become the bench's one controller (SimControlError naming the owner if taken)."""
+        self.call("claim", owner=owner)
 
     def close(self) -> None:
         try:

@@ -194,6 +194,7 @@ class _Connection(socketserver.StreamRequestHandler):
             return  # client went away or the server is stopping
         finally:
             self.server.track(self.connection, add=False)
+            self.server.disown(self.connection)
 
     def _answer(self, line: bytes) -> dict[str, Any]:
         if len(line) > MAX_LINE_BYTES:
@@ -202,11 +203,20 @@ class _Connection(socketserver.StreamRequestHandler):
             request = json.loads(line, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             return {"ok": False, "error": f"request is not valid JSON: {exc}"}
+        if isinstance(request, dict) and request.get("cmd") in ("claim", "release"):
+            return self.server.ownership(self.connection, request)
         try:
             return self.server.handler.execute(request)
         except Exception as exc:  # a bug, not a client mistake: report it and keep serving
             log.exception("control command failed: %r", request)
             return {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
+
+
+def _who(owner: dict[str, Any]) -> str:
+    """An owner as one phrase (the fields rig.station.lock.Holder records)."""
+    run = f", run {owner['run_id']}" if owner.get("run_id") else ""
+    return (f"{owner.get('command', 'a controller')!r} (pid {owner.get('pid', '?')} on host "
+            f"{owner.get('host', '?')}{run}) since {owner.get('since_utc', '?')}")
 
 
 def _reject_constant(name: str) -> float:
@@ -221,8 +231,41 @@ class _TcpServer(socketserver.ThreadingTCPServer):
     def __init__(self, address: tuple[str, int], handler: ControlHandler) -> None:
         self.handler = handler
         self._conns: set[socket.socket] = set()
+        self._owner: tuple[socket.socket, dict[str, Any]] | None = None  # (connection, who)
         self._conns_lock = threading.Lock()
         super().__init__(address, _Connection)
+
+    def ownership(self, conn: socket.socket, request: dict[str, Any]) -> dict[str, Any]:
+        """``claim`` (owner: {...}) / ``release``: one controller per bench, like the real rig.
+
+        Why per connection: a controller that dies (kill -9 included) closes its connection, and
+        with it its claim, so a dead owner can never block the bench."""
+        args = dict(request)
+        cmd = args.pop("cmd")
+        with self._conns_lock:
+            if cmd == "release":
+                if self._owner is not None and self._owner[0] is conn:
+                    self._owner = None
+                return {"ok": True}
+            owner = args.get("owner")
+            if set(args) != {"owner"} or not isinstance(owner, dict):
+                return {"ok": False, "error": "claim: needs exactly one argument, owner (an object)"}
+            if self._owner is not None and self._owner[0] is not conn:
+                return {"ok": False, "busy": True, "owner": self._owner[1],
+                        "error": f"the simulated bench is in use by another controller: {_who(self._owner[1])}"}
+            self._owner = (conn, owner)
+            log.info("claimed by %s", _who(owner))
+            return {"ok": True, "owner": owner}
+
+    def disown(self, conn: socket.socket) -> None:
+        with self._conns_lock:
+            if self._owner is not None and self._owner[0] is conn:
+                log.info("released by %s (connection closed)", _who(self._owner[1]))
+                self._owner = None
+
+    def owner(self) -> dict[str, Any] | None:
+        with self._conns_lock:
+            return None if self._owner is None else dict(self._owner[1])
 
     def track(self, conn: socket.socket, *, add: bool) -> None:
         with self._conns_lock:

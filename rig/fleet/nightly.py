@@ -40,8 +40,9 @@ from rig.engine.signals import ABORTED, ERROR, AbortFlag, abort_on_signals
 from rig.errors import RigError, UsageError
 from rig.fleet.suite import Suite, SuiteEntry
 from rig.identity import software_identity
-from rig.record import new_run_id, read_record, utc_now
+from rig.record import new_run_id, read_record, utc_now, writable_directory
 from rig.station.bench import Bench, describe_error
+from rig.station.lock import StationLock
 from rig.station.model import Station
 
 KEY_ENV = "RIG_STATION_KEY"
@@ -274,6 +275,7 @@ class NightlyRunner:
         self._stdout = stream or sys.stdout
         self.stop = SuiteStop()
         self._bench: Bench | None = None
+        self.lock: StationLock | None = None  # held while run() runs
         self._software = dict(software_identity())
         self.audit_log = self.out_dir / "audit.jsonl"
 
@@ -283,7 +285,7 @@ class NightlyRunner:
         if self._bench is None or self._bench.closed:
             self.log.line(f"opening the bench of station {self.station.id} ({self.station.mode}, "
                           f"{self.station.clock} time)")
-            self._bench = Bench.open(self.station)
+            self._bench = Bench.open(self.station, lock=self.lock)
         return self._bench
 
     def _close_bench(self, why: str | None = None) -> None:
@@ -296,12 +298,27 @@ class NightlyRunner:
     # -- the suite --------------------------------------------------------------------------
 
     def run(self) -> NightlyResult:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        """Hold the station lock for the whole suite (StationBusy, exit 2, if another controller
+        has it: nothing is started), then run every entry."""
+        writable_directory(self.out_dir, "nightly output directory")
         (self.out_dir / "runs").mkdir(exist_ok=True)
-        with open(self.out_dir / "nightly.log", "a", encoding="utf-8") as log_file:
+        with StationLock.acquire(self.station, owner=f"rig nightly {self.suite.name}",
+                                 run_id=self.nightly_id) as lock, \
+                open(self.out_dir / "nightly.log", "a", encoding="utf-8") as log_file:
+            self.lock = lock
             self.stream = Tee(self._stdout, log_file)
             self.log = NightlyLog(self.stream)
-            return self._run()
+            note = lock.takeover_note()
+            if note is not None:
+                self.log.line(f"WARNING: {note}")
+                try:
+                    lock.record_takeover(self.audit_log)
+                except Exception as exc:  # noqa: BLE001 - logged above; the suite may run
+                    self.log.line(f"PROBLEM: the lock takeover is not in the audit log: {describe_error(exc)}")
+            try:
+                return self._run()
+            finally:
+                self.lock = None
 
     def _run(self) -> NightlyResult:
         suite = self.suite
@@ -395,6 +412,8 @@ class NightlyRunner:
             return base
         run_id = new_run_id(procedure.id)
         run_dir = self.out_dir / "runs" / run_id
+        if self.lock is not None:
+            self.lock.update(run_id=run_id)  # a refused controller learns which run is in progress
         if self.before_entry is not None:
             try:
                 self.before_entry(entry, bench)

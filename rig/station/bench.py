@@ -10,14 +10,18 @@ beyond this resolution step: a driver gets a resource string either way.
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
+from instruments.errors import InstrumentBusy
 from instruments.registry import DRIVERS
 from instruments.sim.control import SimControl
 from instruments.sim.launcher import read_resources, start_sim
-from rig.errors import BenchError, RigError
+from rig.errors import BenchError, RigError, SimulatedBenchError
 from rig.station.clock import Clock, RealClock, VirtualClock
+from rig.station.lock import DeviceLock, StationBusy, StationLock, serial_device_path
 from rig.station.model import InstrumentConfig, Station
 
 PUMP_KINDS = ("syringe_pump", "peristaltic_pump")
@@ -77,8 +81,10 @@ def safe_state_each(drivers: Mapping[str, Any], failures: Mapping[str, str]) -> 
 class Bench:
     """Open drivers of one station. Use ``Bench.open(station)`` as a context manager."""
 
-    def __init__(self, station: Station) -> None:
+    def __init__(self, station: Station, lock: StationLock | None = None) -> None:
         self.station = station
+        self.lock = lock  # the station lock its opener holds (rig.station.lock), for the record
+        self.device_locks: dict[str, DeviceLock] = {}  # name -> flock on its serial device node
         self.instruments: dict[str, Any] = {}  # name -> open driver, in station order
         self.identities: dict[str, Any] = {}  # name -> Identity(model, serial, firmware)
         self.failures: dict[str, str] = {}  # name -> why it did not open (only_check)
@@ -94,15 +100,20 @@ class Bench:
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, station: Station, *, only_check: bool = False) -> "Bench":
+    def open(cls, station: Station, *, only_check: bool = False, lock: StationLock | None = None) -> "Bench":
         """Resolve resources, open and identify every instrument.
+
+        ``lock`` is the station lock the caller holds (every command takes it first, see
+        rig.station.lock); the simulated bench is claimed in its holder's name, and each serial
+        device node is flocked before its driver opens it. Another controller on the same bench
+        or port raises StationBusy (exit 2), even with ``only_check``.
 
         With ``only_check`` an instrument that fails is recorded in ``failures`` instead of
         aborting, so `rig check` can show every problem at once. Anything that is not about one
         instrument (the simulated bench does not start, its control channel is unreachable) still
         raises BenchError. On any exception everything opened so far is closed again.
         """
-        bench = cls(station)
+        bench = cls(station, lock)
         try:
             if station.mode == SIM:
                 bench._start_or_attach_sim()
@@ -114,6 +125,8 @@ class Bench:
             for cfg in station.instruments.values():
                 try:
                     bench._open_instrument(cfg)
+                except StationBusy:
+                    raise
                 except Exception as exc:  # noqa: BLE001 - any driver failure is reported per instrument
                     reason = describe_error(exc)
                     where = bench.resolved.get(cfg.name, cfg.resource)
@@ -155,6 +168,23 @@ class Bench:
                 raise BenchError(
                     f"cannot reach the simulated bench's control channel at {control}: {exc}"
                 ) from exc
+            self._claim_sim()
+
+    def _claim_sim(self) -> None:
+        """One controller per simulated bench, as on hardware: claim it before any instrument."""
+        assert self.sim is not None
+        owner = dict(self.lock.holder.as_dict()) if self.lock is not None else {
+            "command": "rig (no station lock)", "pid": os.getpid(), "host": socket.gethostname()}
+        try:
+            self.sim.claim(owner)
+        except SimulatedBenchError as exc:
+            reply = getattr(exc, "reply", {}) or {}
+            if reply.get("busy"):
+                where = self.station.sim.attach or "its control channel"
+                raise StationBusy(f"the simulated bench at {where}: {reply.get('error')}; "
+                                  "refusing to share it") from None
+            if "unknown command 'claim'" not in str(exc):  # an older bench without claims
+                raise
 
     def _resolve(self, cfg: InstrumentConfig) -> tuple[str, str | None]:
         """The resource (and gRPC server) a driver opens; "sim" -> what the sim serves."""
@@ -181,9 +211,15 @@ class Bench:
         self.resolved[cfg.name] = resource
         if cfg.kind == "daq":
             self.resolved_grpc[cfg.name] = grpc
+        device = serial_device_path(resource)
+        if device is not None and cfg.name not in self.device_locks:
+            self.device_locks[cfg.name] = DeviceLock(cfg.name, device)  # StationBusy if in use
         plan: dict[str, Any] = {"kind": cfg.kind, "driver": cfg.driver, "resource": resource,
                                 "grpc_server": grpc, "timeout_ms": cfg.timeout_ms, "options": dict(cfg.options)}
-        driver = open_driver(cfg.name, plan)
+        try:
+            driver = open_driver(cfg.name, plan)
+        except InstrumentBusy as exc:
+            raise StationBusy(f"instruments.{cfg.name}: {exc.detail}; refusing to share it") from None
         self.instruments[cfg.name] = driver  # registered first, so close() reaches it
         self.plans[cfg.name] = plan
         self.identities[cfg.name] = driver.identify()
@@ -278,6 +314,12 @@ class Bench:
             }
             if name in self.failures:
                 entry["error"] = self.failures[name]
+            driver = self.instruments.get(name)
+            if driver is not None and hasattr(driver, "exclusive_lock"):
+                entry["visa_exclusive_lock"] = driver.exclusive_lock
+            if name in self.device_locks:
+                dev = self.device_locks[name]
+                entry["device_lock"] = {"path": str(dev.path), "held": dev.held, "problem": dev.problem}
             instruments[name] = entry
         return {
             "station": {
@@ -288,6 +330,11 @@ class Bench:
             "fluid": {"name": st.fluid.name, "density_g_ml": st.fluid.density_g_ml},
             "safety": {"max_line_pressure_kpa": st.safety.max_line_pressure_kpa},
             "instruments": instruments,
+            "lock": None if self.lock is None else {
+                "path": str(self.lock.path), "holder": self.lock.holder.as_dict(),
+                "took_over": None if self.lock.took_over is None else self.lock.took_over.as_dict(),
+                "stale_reason": self.lock.stale_reason,
+            },
         }
 
     # -- cleanup ------------------------------------------------------------------------------
@@ -319,6 +366,9 @@ class Bench:
                 except Exception:  # noqa: BLE001
                     pass
         finally:
+            for device_lock in self.device_locks.values():
+                device_lock.release()
+            self.device_locks.clear()
             if self._sim_process is not None:
                 process, self._sim_process = self._sim_process, None
                 process.stop()

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from rig.station.bench import Bench
 from rig.station.config import STATION_ENV, default_station_path, load_station
+from rig.station.lock import StationLock, warn_takeover
 
 HELP = "check the station file and that every instrument answers"
 DESCRIPTION = """\
@@ -34,7 +35,8 @@ station.calibration_policy = "block" runs will refuse to start.
 EPILOG = f"""\
 exit codes:
   0  every instrument answered with the expected serial
-  2  the station file is invalid (every problem is listed, with its key path)
+  2  the station file is invalid (every problem is listed, with its key path), or another
+     controller holds the station (the message names it: command, pid, host, run, since when)
   3  an instrument is unreachable, misbehaves or reports another serial; or the bench cannot start
 
 The station file is --station, else ${STATION_ENV}, else ./rig.toml.
@@ -70,8 +72,10 @@ def _console() -> Console:
 def run(args: argparse.Namespace) -> int:
     station = load_station(args.station or default_station_path())
     today = _dt.date.today()
-    with Bench.open(station, only_check=True) as bench:
-        snap = bench.snapshot(today)
+    with StationLock.acquire(station, owner="rig check") as lock:
+        warn_takeover(lock, audit_log_near=station.runs_dir)
+        with Bench.open(station, only_check=True, lock=lock) as bench:
+            snap = bench.snapshot(today)
     console = _console()
     console.print(
         f"Station [bold]{escape(station.id)}[/bold] — {escape(station.name)} ({escape(str(station.path))})\n"

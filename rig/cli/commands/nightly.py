@@ -49,7 +49,8 @@ EPILOG = f"""\
 exit codes:
   0  every procedure PASSED
   1  at least one FAILED (and none erred)
-  2  usage or configuration error: bad station/suite file, missing operator answer, no key (nothing ran)
+  2  usage or configuration error: bad station/suite file, missing operator answer, no key, an
+     unwritable --out, or the station is held by another controller (named) (nothing ran)
   3  at least one ERROR, ABORTED or not run, or a bundle/signature/history problem
 
 The station file is --station, else ${STATION_ENV}, else ./rig.toml; the suite is --suite, else

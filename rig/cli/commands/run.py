@@ -27,8 +27,9 @@ from rig.engine.params import parse_params
 from rig.engine.procedure import Procedure
 from rig.engine.runner import RunAborted, Runner, RunResult, check_calibration_policy
 from rig.engine.signals import AbortFlag, abort_on_signals
-from rig.record import new_run_id
+from rig.record import new_run_id, writable_directory
 from rig.station.bench import Bench
+from rig.station.lock import StationLock, warn_takeover
 from rig.station.config import STATION_ENV, default_station_path, load_station
 
 HELP = "run a verification procedure on the bench"
@@ -46,7 +47,9 @@ EPILOG = f"""\
 exit codes:
   0  PASS     every step completed and every measurement is within its limits
   1  FAIL     the run completed and a limit was violated (or the item under test failed)
-  2  usage or configuration error (nothing was started)
+  2  usage or configuration error, an unwritable --out, or the station (or one of its serial
+     ports, or the simulated bench) is held by another controller, named in the message
+     (nothing was started)
   3  ABORTED (Ctrl-C, SIGTERM, interlock, operator) or ERROR (instrument, timeout, safe state)
 
 The station file is --station, else ${STATION_ENV}, else ./rig.toml.
@@ -132,25 +135,29 @@ def run(args: argparse.Namespace) -> int:
     operator = Operator(args.operator or default_operator(), answers, answers_via=via,
                         abort_requested=abort.reason)
     operator.preflight(procedure.operator_steps(), procedure.id)
-    runs_dir = Path(args.out).expanduser().resolve() if args.out else station.runs_dir
+    runs_dir = writable_directory(Path(args.out) if args.out else station.runs_dir,
+                                  "--out" if args.out else f"runs directory (station.runs_dir of {station.path})")
     run_id = new_run_id(procedure.id)
-    display = make_display(plain=True if args.plain else None)
-    try:
-        with abort_on_signals(abort, notify=display.message):
-            try:
-                item, item_answers = _ask_item(procedure, operator, display)
-            except RunAborted as exc:
-                print(f"rig: aborted before the run started: {exc.reason}", file=sys.stderr)
-                return 3
-            with Bench.open(station) as bench:
-                result = Runner(procedure=procedure, spec=spec, params=params, bench=bench,
-                                run_dir=runs_dir / run_id, run_id=run_id, operator=operator,
-                                display=display, abort=abort, item_under_test=item,
-                                pre_answers=item_answers).run()
-    finally:
-        display.close()
+    with StationLock.acquire(station, owner=f"rig run {procedure.id}", run_id=run_id) as lock:
+        warn_takeover(lock, audit_log_near=runs_dir)
+        display = make_display(plain=True if args.plain else None)
+        try:
+            with abort_on_signals(abort, notify=display.message):
+                try:
+                    item, item_answers = _ask_item(procedure, operator, display)
+                except RunAborted as exc:
+                    print(f"rig: aborted before the run started: {exc.reason}", file=sys.stderr)
+                    return 3
+                with Bench.open(station, lock=lock) as bench:
+                    result = Runner(procedure=procedure, spec=spec, params=params, bench=bench,
+                                    run_dir=runs_dir / run_id, run_id=run_id, operator=operator,
+                                    display=display, abort=abort, item_under_test=item,
+                                    pre_answers=item_answers).run()
+        finally:
+            display.close()
     print(f"{result.outcome}: {result.reason}")
     print(f"record: {result.run_dir / 'record.jsonl'}")
     if not args.no_report:
         _build_report(result)
     return result.exit_code
+

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import UsageError
+from rig.station.lock import pid_alive
 
 # Set by instruments.sim.launcher: the child stops by itself if the process that started it dies,
 # so a crashed test run never leaves an orphaned bench holding ptys and ports.
@@ -72,23 +73,13 @@ def write_resources(path: Path, resources: dict[str, Any]) -> None:
         raise
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _refuse_if_served(path: Path) -> None:
     """Two benches writing one resources file would strand one of them: refuse clearly."""
     try:
         pid = int(json.loads(path.read_text(encoding="utf-8")).get("pid", 0))
     except (OSError, ValueError, AttributeError, TypeError):
         return  # absent or unreadable: a stale file we may overwrite
-    if pid and pid != os.getpid() and _pid_alive(pid):
+    if pid and pid != os.getpid() and pid_alive(pid):
         raise UsageError(
             f"{path} belongs to a running simulated bench (pid {pid}); stop it first, "
             "give --resources-out FILE, or delete the file if that process is not a simulated bench"
