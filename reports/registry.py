@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from reports.canonical import load_json_bytes
+from reports.keys import key_id_of, public_key_from_b64
 from rig.errors import UsageError
+from rig.textsafe import name_problem
 
 REGISTRY_FORMAT = "rig-key-registry/1"
 ENV_VAR = "RIG_KEY_REGISTRY"
@@ -53,6 +55,25 @@ def parse_roles(text: str) -> list[str]:
     if bad or not roles:
         raise UsageError(f"roles {text!r}: unknown {', '.join(bad) or '(none given)'}; allowed: {', '.join(ROLES)}")
     return roles
+
+
+def _check_identity(entry: "KeyEntry") -> None:
+    """ValueError unless the entry's names are printable names and its key id is its key's.
+
+    Why: the printed name is shown on terminals and in reports (no control or bidi characters),
+    and a key id that is not the fingerprint of the public key beside it would let one entry
+    borrow another's identity in every message and audit event that names keys by id.
+    """
+    for what, value in (("signer_id", entry.signer_id), ("printed_name", entry.printed_name)):
+        problem = name_problem(value, what)
+        if problem:
+            raise ValueError(problem)
+    try:
+        actual = key_id_of(public_key_from_b64(entry.public_key))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"public_key is not a base64 Ed25519 key: {exc}") from None
+    if actual != entry.key_id:
+        raise ValueError(f"key_id {entry.key_id!r} is not the fingerprint of its public key ({actual})")
 
 
 @dataclass
@@ -108,6 +129,7 @@ class Registry:
                     if not isinstance(entry.roles, list) or not all(r in ROLES for r in entry.roles):
                         raise ValueError(f"roles must be a list of {', '.join(ROLES)}, got {entry.roles!r:.80}")
                     parse_utc(entry.valid_from, "valid_from")
+                    _check_identity(entry)
                     for field in ("valid_until", "revoked_at"):
                         if getattr(entry, field):
                             parse_utc(getattr(entry, field), field)

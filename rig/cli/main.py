@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from rig import __version__
 from rig.errors import RigError
+from rig.textsafe import for_terminal
 
 
 def command_names() -> list[str]:
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.func(args)
     except RigError as exc:
-        print(f"rig: error: {exc}", file=sys.stderr)
+        print(f"rig: error: {for_terminal(exc, multiline=True)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("rig: interrupted", file=sys.stderr)

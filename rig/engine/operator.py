@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from rig.engine.outcomes import RunAborted
 from rig.errors import UsageError
 from rig.record import utc_now
+from rig.textsafe import name_problem
 
 YES = ("y", "yes", "true", "ok", "done")
 NO = ("n", "no", "false")
@@ -162,6 +163,9 @@ class Operator:
         stdout: TextIO | None = None,
         abort_requested: Callable[[], str | None] = lambda: None,
     ) -> None:
+        problem = name_problem(name, "operator")
+        if problem:
+            raise UsageError(problem)
         self.name = name
         self.answers = dict(answers or {})
         self.answers_via = dict(answers_via or {})

@@ -17,7 +17,6 @@ import math
 import os
 import re
 import tomllib
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from rig.station.model import (
     SimConfig,
     Station,
 )
+from rig.textsafe import hidden_characters
 
 STATION_ENV = "RIG_STATION"
 SIM_RESOURCE = "sim"  # "the simulated bench's resource for this instrument"
@@ -86,15 +86,6 @@ def _type_name(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return type(value).__name__
-
-
-def _hidden_characters(text: str) -> str:
-    """Control and invisible formatting characters (bidi overrides, zero-width), named.
-
-    Why: in a serial number or an id they make two different records look identical to a reviewer.
-    """
-    found = sorted({c for c in text if unicodedata.category(c) in ("Cc", "Cf")})
-    return ", ".join(f"U+{ord(c):04X} ({unicodedata.name(c, 'control character')})" for c in found)
 
 
 def _num(x: float) -> str:
@@ -193,7 +184,7 @@ class Problems:
                 f"{show(value)} has the wrong type ({_type_name(value)}); expected {description}",
             )
             return False
-        hidden = _hidden_characters(value) if isinstance(value, str) else ""
+        hidden = hidden_characters(value) if isinstance(value, str) else ""
         if hidden:
             self.add(where, f"{show(value)} contains {hidden}; expected printable characters only")
             return False

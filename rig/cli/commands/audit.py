@@ -12,6 +12,7 @@ from typing import Any
 from reports import audit
 from reports.registry import default_registry_path
 from rig.errors import UsageError
+from rig.textsafe import for_terminal
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -20,11 +21,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise UsageError(f"no audit log at {path}")
     check = audit.verify_log(path, expect_head=args.head)
     if check.ok:
-        print(f"audit log {path}: OK, {check.entries} entries, head {check.head}")
+        print(for_terminal(f"audit log {path}: OK, {check.entries} entries, head {check.head}"))
         return 0
-    print(f"audit log {path}: BROKEN after {check.entries} good entries")
+    print(for_terminal(f"audit log {path}: BROKEN after {check.entries} good entries"))
     for problem in check.problems:
-        print(f"  - {problem}")
+        print(f"  - {for_terminal(problem)}")
     return 1
 
 

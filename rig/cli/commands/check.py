@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rig.textsafe import for_markup
 from rich.table import Table
 from rich.text import Text
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             snap = bench.snapshot(today)
     console = _console()
     console.print(
-        f"Station [bold]{escape(station.id)}[/bold] — {escape(station.name)} ({escape(str(station.path))})\n"
+        f"Station [bold]{for_markup(station.id)}[/bold] — {for_markup(station.name)} ({for_markup(str(station.path))})\n"
         f"mode {station.mode}, clock {station.clock}, calibration policy "
         f"{station.calibration_policy}"
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rig.textsafe import for_markup, for_terminal
 from rich.table import Table
 
 from rig.analysis.trends import DEFAULT_RULE, assess, sparkline
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     console = Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 160)
     if not runs:
-        console.print(f"No runs in the history {escape(source)} match.")
+        console.print(f"No runs in the history {for_markup(source)} match.")
         return 0
     if args.measurement:
         _print_points(console, points, args.limit)
@@ -153,7 +153,7 @@ def _import(history: Any, bundles: list[str]) -> int:
     for bundle in bundles:
         filed = history.import_bundle(Path(bundle))
         added += filed
-        print(f"{'filed' if filed else 'already filed'}: {bundle}")
+        print(for_terminal(f"{'filed' if filed else 'already filed'}: {bundle}"))
     print(f"{added} of {len(bundles)} bundle(s) filed in {history.describe()}")
     return 0
 
@@ -161,20 +161,20 @@ def _import(history: Any, bundles: list[str]) -> int:
 def _print_runs(console: Console, runs: list[Any], source: str) -> None:
     table = Table("started (UTC)", "station", "procedure", "entry", "outcome", "report", title=f"Runs in {source}")
     for r in runs:
-        table.add_row(escape(r.started_utc[:19].replace("T", " ")), escape(r.station_id),
-                      escape(f"{r.procedure_id} {r.procedure_version or ''}"), escape(r.suite_label or "—"),
-                      f"[{OUTCOME_STYLE.get(r.outcome, 'magenta')}]{escape(r.outcome)}[/]", escape(r.report_id or "—"))
+        table.add_row(for_markup(r.started_utc[:19].replace("T", " ")), for_markup(r.station_id),
+                      for_markup(f"{r.procedure_id} {r.procedure_version or ''}"), for_markup(r.suite_label or "—"),
+                      f"[{OUTCOME_STYLE.get(r.outcome, 'magenta')}]{for_markup(r.outcome)}[/]", for_markup(r.report_id or "—"))
     console.print(table)
 
 
 def _print_points(console: Console, points: list[MeasurementPoint], limit: int) -> None:
     shown = points[-limit:]
     table = Table("started (UTC)", "station", "procedure", "entry", "value", "limits", "outcome", "report",
-                  title=f"{escape(points[0].name)}: last {len(shown)} of {len(points)} value(s)")
+                  title=f"{for_markup(points[0].name)}: last {len(shown)} of {len(points)} value(s)")
     for p in reversed(shown):
-        table.add_row(escape(p.started_utc[:19].replace("T", " ")), escape(p.station_id), escape(p.procedure_id),
-                      escape(p.suite_label or "—"), escape(f"{_fmt(p.value)} {p.unit or ''}"), escape(_limits(p.low, p.high)),
-                      f"[{OUTCOME_STYLE.get(p.outcome, 'magenta')}]{escape(p.outcome)}[/]", escape(p.report_id or "—"))
+        table.add_row(for_markup(p.started_utc[:19].replace("T", " ")), for_markup(p.station_id), for_markup(p.procedure_id),
+                      for_markup(p.suite_label or "—"), for_markup(f"{_fmt(p.value)} {p.unit or ''}"), for_markup(_limits(p.low, p.high)),
+                      f"[{OUTCOME_STYLE.get(p.outcome, 'magenta')}]{for_markup(p.outcome)}[/]", for_markup(p.report_id or "—"))
     console.print(table)
 
 
@@ -186,8 +186,8 @@ def _print_trends(console: Console, series: "OrderedDict[tuple[str, str, str, st
         last = points[-1]
         a = assess(values, last.low, last.high)
         verdict = a.status.replace("_", " ") + (f" {a.direction}" if a.direction else "")
-        table.add_row(escape(station), escape(procedure), escape(label or "—"), escape(name), str(len(points)),
-                      escape(f"{_fmt(last.value)} {last.unit or ''}"), escape(_limits(last.low, last.high)),
-                      sparkline(values), f"[{STATUS_STYLE.get(a.status, 'bold')}]{escape(verdict)}[/]"
-                      + (f"\n[dim]{escape(a.message)}[/]" if a.flagged else ""))
+        table.add_row(for_markup(station), for_markup(procedure), for_markup(label or "—"), for_markup(name), str(len(points)),
+                      for_markup(f"{_fmt(last.value)} {last.unit or ''}"), for_markup(_limits(last.low, last.high)),
+                      sparkline(values), f"[{STATUS_STYLE.get(a.status, 'bold')}]{for_markup(verdict)}[/]"
+                      + (f"\n[dim]{for_markup(a.message)}[/]" if a.flagged else ""))
     console.print(table)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rig.textsafe import for_markup, for_terminal, name_problem
 from rich.table import Table
 
 from reports import audit
@@ -45,8 +45,9 @@ def _log(args: argparse.Namespace, registry: Registry, kind: str, **data: Any) -
 def cmd_new(args: argparse.Namespace) -> int:
     if not SIGNER_ID.match(args.id):
         raise UsageError(f"--id {args.id!r}: use 1-64 letters, digits, '.', '_' or '-' (e.g. jdoe, station-01)")
-    if not args.name.strip():
-        raise UsageError("--name must be the signer's printed name (shown with every signature)")
+    problem = name_problem(args.name, "--name (the signer's printed name, shown with every signature)")
+    if problem:
+        raise UsageError(problem)
     if args.valid_days <= 0:
         raise UsageError(f"--valid-days {args.valid_days}: must be a positive number of days")
     roles = parse_roles(args.roles)
@@ -77,9 +78,9 @@ def cmd_new(args: argparse.Namespace) -> int:
 def _status(entry: KeyEntry, now: _dt.datetime) -> str:
     if entry.revoked_at:
         kind = "COMPROMISED" if entry.compromised else "revoked"
-        return f"[red]{kind} {escape(entry.revoked_at)}: {escape(str(entry.revocation_reason))}[/]"
+        return f"[red]{kind} {for_markup(entry.revoked_at)}: {for_markup(str(entry.revocation_reason))}[/]"
     problem = entry.problem_at(now)
-    return f"[dark_orange]{escape(problem)}[/]" if problem else "[green]active[/]"
+    return f"[dark_orange]{for_markup(problem)}[/]" if problem else "[green]active[/]"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -88,8 +89,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     table = Table("signer", "printed name", "key id", "roles", "valid from", "valid until", "status",
                   title=f"Key registry {registry.path}")
     for e in sorted(registry.keys, key=lambda k: (k.signer_id, k.valid_from)):
-        table.add_row(escape(e.signer_id), escape(e.printed_name), escape(e.key_id), escape(", ".join(e.roles)),
-                      escape(e.valid_from[:19]), escape((e.valid_until or "—")[:19]), _status(e, now))
+        table.add_row(for_markup(e.signer_id), for_markup(e.printed_name), for_markup(e.key_id), for_markup(", ".join(e.roles)),
+                      for_markup(e.valid_from[:19]), for_markup((e.valid_until or "—")[:19]), _status(e, now))
     Console(highlight=False).print(table if registry.keys else f"No keys in {registry.path}.")
     return 0
 
@@ -106,7 +107,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     for key in revoked:
         _log(args, registry, "key_revoked", key_id=key.key_id, signer_id=key.signer_id, reason=args.reason,
              revoked_at=at, compromised=args.compromised)
-        print(f"revoked {key.key_id} ({key.signer_id}) at {at}: {args.reason}"
+        print(for_terminal(f"revoked {key.key_id} ({key.signer_id}) at {at}: {args.reason}")
               + (" — compromised: all its signatures are now invalid" if args.compromised else ""))
     return 0
 

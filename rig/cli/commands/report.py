@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rig.textsafe import for_markup, for_terminal
 from rich.table import Table
 
 from reports.bundle import build_bundle, load_manifest, require_bundle_dir
@@ -79,7 +79,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     except OSError as exc:  # disk full, permission denied: the partial bundle is already removed
         raise RigError(f"report bundle not built: {exc}") from exc
     manifest, _ = load_manifest(bundle)
-    print(f"report {manifest['report_id']} ({manifest['verdict']}) written to {bundle}")
+    print(for_terminal(f"report {manifest['report_id']} ({manifest['verdict']}) written to {bundle}"))
     return 0
 
 
@@ -93,26 +93,26 @@ def cmd_sign(args: argparse.Namespace) -> int:
                            audit_log=Path(args.audit_log) if args.audit_log else None)
     except OSError as exc:  # disk full, read-only bundle: one line, not a traceback
         raise RigError(f"signature not written: {exc}") from exc
-    print(f"signed as {args.role} by {key.printed_name} ({key.signer_id}): {path}")
+    print(for_terminal(f"signed as {args.role} by {key.printed_name} ({key.signer_id}): {path}"))
     return 0
 
 
 def print_check(check: BundleCheck, console: Console) -> None:
     state = "[bold green]VALID[/]" if check.ok else "[bold red]INVALID[/]"
     verdict = check.verdict or "?"
-    console.print(f"Bundle {state}: report {escape(str(check.report_id))}, run verdict "
-                  f"[{VERDICT_STYLE.get(verdict, 'bold')}]{escape(verdict)}[/], {len(check.signatures)} signature(s), "
+    console.print(f"Bundle {state}: report {for_markup(str(check.report_id))}, run verdict "
+                  f"[{VERDICT_STYLE.get(verdict, 'bold')}]{for_markup(verdict)}[/], {len(check.signatures)} signature(s), "
                   f"{check.files_checked} file(s), {check.bytes_hashed / 1e6:.1f} MB checked in {check.seconds:.2f} s")
     for sig in check.signatures:
         s = sig.statement
         mark = "[green]valid[/]" if sig.ok else "[red]INVALID[/]"
-        console.print(f"  #{sig.sequence:02d} {escape(sig.role)}: {escape(str(s.get('printed_name', '?')))} "
-                      f"at {escape(str(s.get('signed_at', '?')))} — {mark}")
+        console.print(f"  #{sig.sequence:02d} {for_markup(sig.role)}: {for_markup(str(s.get('printed_name', '?')))} "
+                      f"at {for_markup(str(s.get('signed_at', '?')))} — {mark}")
     reasons = check.reasons()
     if reasons:
         console.print(f"[bold red]{len(reasons)} reason(s):[/]")
         for reason in reasons:
-            console.print(f"  - {escape(reason)}")
+            console.print(f"  - {for_markup(reason)}")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -137,18 +137,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise UsageError(f"{bundle}: cannot read results.json: {exc}") from None
     verdict = results["verdict"]
     proc = results.get("procedure") or {}
-    console.print(f"[bold]{escape(str(results.get('report_id')))}[/]  {escape(str(proc.get('id')))} "
-                  f"v{escape(str(proc.get('version')))}  station {escape(str(results['station'].get('id')))}  "
-                  f"run {escape(str(results['run'].get('run_id')))}")
+    console.print(f"[bold]{for_markup(str(results.get('report_id')))}[/]  {for_markup(str(proc.get('id')))} "
+                  f"v{for_markup(str(proc.get('version')))}  station {for_markup(str(results['station'].get('id')))}  "
+                  f"run {for_markup(str(results['run'].get('run_id')))}")
     style = VERDICT_STYLE.get(verdict["outcome"], "bold")
-    console.print(f"Verdict: [{style}]{escape(verdict['outcome'])}[/] — {escape(str(verdict.get('reason')))}")
+    console.print(f"Verdict: [{style}]{for_markup(verdict['outcome'])}[/] — {for_markup(str(verdict.get('reason')))}")
     table = Table("measurement", "value", "limits", "requirement", "outcome", title="Measurements")
     for m in results.get("measurements") or []:
         low, high = m.get("low"), m.get("high")
         limits = f"{'' if low is None else low} … {'' if high is None else high}"
         colour = {"pass": "green", "fail": "red"}.get(m["outcome"], "magenta")
-        table.add_row(escape(str(m["name"])), escape(f"{m.get('value')} {m.get('unit') or ''}"), escape(limits),
-                      escape(str(m.get("requirement") or "")), f"[{colour}]{m['outcome'].upper()}[/]")
+        table.add_row(for_markup(str(m["name"])), for_markup(f"{m.get('value')} {m.get('unit') or ''}"), for_markup(limits),
+                      for_markup(str(m.get("requirement") or "")), f"[{colour}]{m['outcome'].upper()}[/]")
     console.print(table)
     registry = _registry(args.registry, required=False)
     check = verify_bundle(bundle, registry, allow_unsigned=True)
@@ -156,11 +156,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     sigs.columns[2].no_wrap = True
     for sig in check.signatures:
         s = sig.statement
-        status = "[green]valid[/]" if sig.ok else f"[red]{escape('; '.join(sig.problems))}[/]"
-        sigs.add_row(f"{sig.sequence:02d}", escape(str(s.get("printed_name", "?"))), escape(str(s.get("signed_at", "?"))[:19].replace("T", " ")),
-                     escape(sig.role), escape(str(s.get("meaning", "?"))), status)
+        status = "[green]valid[/]" if sig.ok else f"[red]{for_markup('; '.join(sig.problems))}[/]"
+        sigs.add_row(f"{sig.sequence:02d}", for_markup(str(s.get("printed_name", "?"))), for_markup(str(s.get("signed_at", "?"))[:19].replace("T", " ")),
+                     for_markup(sig.role), for_markup(str(s.get("meaning", "?"))), status)
     console.print(sigs if check.signatures else "[dark_orange]Not signed.[/]")
-    integrity = "[green]intact[/]" if not check.problems else f"[red]{len(check.problems)} problem(s)[/]: " + escape("; ".join(check.problems))
+    integrity = "[green]intact[/]" if not check.problems else f"[red]{len(check.problems)} problem(s)[/]: " + for_markup("; ".join(check.problems))
     console.print(f"Files: {integrity}")
     return 0
 

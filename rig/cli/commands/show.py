@@ -16,6 +16,7 @@ from typing import Any
 from rig.errors import UsageError
 from rig.record import INCOMPLETE, RunRecord, read_record
 from rig.station.config import STATION_ENV, default_station_path, load_station
+from rig.textsafe import for_terminal
 
 HELP = "print a run record (outcome INCOMPLETE for an unfinished run)"
 DESCRIPTION = """\
@@ -147,5 +148,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"outcome": record.outcome, "reason": record.reason,
                           "truncated_tail": record.truncated_tail, "events": record.events}, indent=2))
     else:
-        sys.stdout.write("\n".join(_lines(record)) + "\n")
+        sys.stdout.write("\n".join(for_terminal(line) for line in _lines(record)) + "\n")
     return 0
