@@ -47,6 +47,17 @@ import pytest
 pytest_plugins = ("tests.daq_fixtures",)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _forget_taken_secrets() -> Iterator[None]:
+    """A passphrase taken from the environment is kept for the process (rig.secret_env); tests
+    share one process, so each starts without the values earlier tests took."""
+    from rig import secret_env
+
+    secret_env.forget()
+    yield
+    secret_env.forget()
 SHIPPED_STATION = REPO / "rig.toml"
 
 PERISTALTIC_PUMP: dict[str, Any] = {

@@ -20,6 +20,7 @@ import pytest
 from reports.registry import Registry
 from reports.synthetic import make_signer
 from reports.verify import verify_bundle
+from rig import secret_env
 from rig.fleet.history import Filters, open_history
 from rig.fleet.nightly import NightlyRunner, StationSigner, load_station_signer
 from rig.fleet.suite import load_suite
@@ -227,7 +228,8 @@ def test_load_station_signer_checks_key_and_passphrase(tmp_path: Path, lab: dict
     monkeypatch.setenv("RIG_KEY_PASSPHRASE", PASSPHRASE)
     signer = load_station_signer(str(lab["key_path"]), str(lab["registry"].path))
     assert signer.key.signer_id == "station-01"
-    monkeypatch.delenv("RIG_KEY_PASSPHRASE")
+    assert "RIG_KEY_PASSPHRASE" not in os.environ  # taken and scrubbed: children never inherit it
+    secret_env.forget()
     with pytest.raises(UsageError, match=r"no passphrase in \$RIG_KEY_PASSPHRASE"):
         load_station_signer(str(lab["key_path"]), str(lab["registry"].path))
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from instruments.sim.control import SimControl
 from rig.errors import BenchError, UsageError
+from rig.secret_env import child_environment
 
 EXIT_WITH_PARENT_ENV = "RIG_SIM_EXIT_WITH_PARENT"  # same name as rig.cli.commands.sim (no import cycle)
 POLL_S = 0.05
@@ -120,7 +121,7 @@ def start_sim(station_path: Path | str, *, timeout_s: float = 30.0) -> SimProces
     log_path = workdir / "sim.log"
     cmd = [sys.executable, "-m", "rig", "sim", "serve", "--station", str(station_path),
            "--resources-out", str(resources_path)]
-    env = {**os.environ, EXIT_WITH_PARENT_ENV: "1", "PYTHONUNBUFFERED": "1"}
+    env = child_environment(**{EXIT_WITH_PARENT_ENV: "1", "PYTHONUNBUFFERED": "1"})  # no secrets
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)

@@ -32,6 +32,8 @@ import subprocess
 import sys
 from typing import Any, BinaryIO
 
+from rig.secret_env import child_environment
+
 DONE = b"done"
 EXIT_RELEASED = 0  # the run ended normally: nothing touched
 EXIT_ACTED = 10  # the runner died: the safe state was commanded and recorded
@@ -53,7 +55,8 @@ class Supervisor:
         read_fd, write_fd = os.pipe()  # both non-inheritable: later children never hold the write end
         try:
             proc = subprocess.Popen(command(), stdin=read_fd, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+                                    stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+                                    env=child_environment())  # no passphrase or database secrets
         except BaseException:
             os.close(write_fd)
             raise

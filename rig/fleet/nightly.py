@@ -37,6 +37,7 @@ from rig.engine.display import PlainDisplay
 from rig.engine.operator import Operator, OperatorAnswer
 from rig.engine.runner import FAIL, PASS, RunAborted, Runner, RunResult
 from rig.engine.signals import ABORTED, ERROR, AbortFlag, abort_on_signals
+from rig import secret_env
 from rig.errors import RigError, UsageError
 from rig.fleet.suite import Suite, SuiteEntry
 from rig.identity import software_identity
@@ -121,7 +122,7 @@ def load_station_signer(key_path: str | None, registry_path: str | None,
         raise UsageError(f"no station key: set ${KEY_ENV} to the station's key file (from `rig keys new "
                          f"--roles {SIGNING_ROLE}`) and ${passphrase_env} to its passphrase, or pass --unsigned "
                          "to run without signing (bundles will not verify as signed)")
-    passphrase = os.environ.get(passphrase_env)
+    passphrase = secret_env.take(passphrase_env)  # scrubbed: the bench and supervisor never see it
     if not passphrase:
         raise UsageError(f"station key {path_text}: no passphrase in ${passphrase_env}; an unattended run "
                          "cannot prompt for it")

@@ -26,6 +26,7 @@ from reports.registry import ENV_VAR as REGISTRY_ENV
 from reports.registry import ROLES, Registry, default_registry_path
 from reports.signing import sign_bundle
 from reports.verify import BundleCheck, verify_bundle
+from rig import secret_env
 from rig.errors import RigError, UsageError
 
 PASSPHRASE_ENV = "RIG_KEY_PASSPHRASE"
@@ -54,9 +55,11 @@ examples:
 
 
 def read_passphrase(env_name: str, prompt: str, *, confirm: bool = False) -> str:
-    """From the named environment variable (station keys, CI) or a terminal prompt."""
-    if os.environ.get(env_name):
-        return os.environ[env_name]
+    """From the named environment variable (station keys, CI; scrubbed from the environment once
+    read, see rig.secret_env) or a terminal prompt."""
+    taken = secret_env.take(env_name)
+    if taken:
+        return taken
     if not sys.stdin.isatty():
         raise UsageError(f"no passphrase: set {env_name} or run in a terminal to be prompted")
     first = getpass.getpass(prompt)
