@@ -370,6 +370,13 @@ class Daq:
         """Called in the reader thread when the acquisition fails (e.g. buffer overflow)."""
         self._failure_listeners.append(listener)
 
+    def remove_listener(self, listener: ChunkListener | FailureListener) -> None:
+        """Stop calling ``listener`` (chunk or failure listener; absent is fine): a run's interlock
+        and monitors leave with the run, the DAQ stays open for the next one."""
+        for listeners in (self._listeners, self._failure_listeners):
+            while listener in listeners:
+                listeners.remove(listener)  # type: ignore[arg-type]
+
     @property
     def acquiring(self) -> bool:
         return self._reader is not None and self._reader.is_alive()

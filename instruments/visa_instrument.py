@@ -1,7 +1,7 @@
-"""Base class of every message-based (pyvisa) driver: framing, retries, error mapping, controls.
+"""Base class of every message-based (pyvisa) driver: framing, retries, error mapping.
 
 Why one base: timeouts, disconnects and retries must behave the same for every instrument, and
-drivers should read as declarations of their protocol (see ``control``), not as I/O code.
+drivers should read as their protocol (commands and replies), not as I/O code.
 Only idempotent queries are retried; a command that changes state is sent once.
 """
 
@@ -201,40 +201,6 @@ class VisaInstrument:
         self.close()
 
 
-def control(
-    get_cmd: str | None,
-    set_cmd: str | None,
-    doc: str,
-    *,
-    get_process: Callable[[str], Any] = float,
-    set_format: Callable[[Any], str] = str,
-    validator: Callable[[Any], Any] | None = None,
-) -> property:
-    """Declare a readable and/or settable instrument property (after PyMeasure's ``control``).
-
-    ``set_cmd`` is a format string with ``{}`` for the formatted value. ``validator`` returns the
-    accepted value or raises ValueError naming the allowed range; it runs before any I/O.
-    """
-
-    def fget(self: VisaInstrument) -> Any:
-        if get_cmd is None:
-            raise AttributeError(f"{type(self).__name__}: property is write-only")
-        reply = self.query(get_cmd)
-        try:
-            return get_process(reply)
-        except (ValueError, IndexError) as exc:
-            raise MalformedReply(self.name, get_cmd, f"cannot parse {reply!r}: {exc}") from exc
-
-    def fset(self: VisaInstrument, value: Any) -> None:
-        if set_cmd is None:
-            raise AttributeError(f"{type(self).__name__}: property is read-only")
-        if validator is not None:
-            value = validator(value)
-        self.command(set_cmd.format(set_format(value)))
-
-    return property(fget if get_cmd else None, fset if set_cmd else None, doc=doc)
-
-
 def in_range(name: str, low: float, high: float, unit: str) -> Callable[[Any], float]:
     """Validator: a finite number within [low, high], with a message naming what is allowed."""
 
@@ -254,7 +220,6 @@ __all__ = [
     "Identity",
     "InstrumentError",
     "VisaInstrument",
-    "control",
     "in_range",
     "resource_manager",
 ]

@@ -247,21 +247,6 @@ class LineMonitor:
         with self._lock:
             return {} if self.bank is None else dict(self.bank.closest_approach())
 
-    def latest_t_s(self) -> float:
-        with self._lock:
-            return self.t_s[-1] if self.t_s else -math.inf
-
-    def upstream_at(self, t_s: float) -> float | None:
-        """Upstream pressure of the block nearest ``t_s`` (None before the first block)."""
-        with self._lock:
-            if not self.t_s:
-                return None
-            i = bisect.bisect_left(self.t_s, t_s)
-            i = min(max(i, 0), len(self.t_s) - 1)
-            if i > 0 and abs(self.t_s[i - 1] - t_s) < abs(self.t_s[i] - t_s):
-                i -= 1
-            return self.upstream_kpa[i]
-
     def mean_flow_ul_min(self, start_s: float, end_s: float) -> float | None:
         """Mean flow-sensor reading over blocks centred in [start_s, end_s)."""
         with self._lock:
@@ -455,13 +440,8 @@ def fault_detection_procedure(spec: FaultSpec) -> Procedure:
     )
 
 
-def require(condition: bool, message: str) -> str | None:
-    """For Procedure.checks: the message when the condition does not hold."""
-    return None if condition else message
-
-
 __all__ = [
     "ITEM_SERIAL", "SETUP_LINE", "BalanceLog", "FaultSpec", "LineMonitor", "density_g_ml", "detection_params", "establish_baseline",
-    "fault_detection_procedure", "guard_pressure", "monitor_of", "pump_alarm", "require", "set_rate",
+    "fault_detection_procedure", "guard_pressure", "monitor_of", "pump_alarm", "set_rate",
     "start_pump", "stop_pump", "tare", "watch",
 ]

@@ -107,3 +107,21 @@ def test_failed_relief_actions_are_recorded(world: SimWorld, daq: Daq, tmp_path:
     daq.stop_acquisition()
     assert reasons and "stop pump failed: pump not answering" in reasons[0]
     assert world.model.valves.leak and not world.model.valves.occlusion  # the valves still acted
+
+
+def test_a_detached_interlock_no_longer_acts(world: SimWorld, daq: Daq, tmp_path: Path) -> None:
+    """The runner detaches the interlock when a run ends; the DAQ stays open for the next run,
+    whose own interlock (not this one, with a finished run's abort flag) must be the one acting."""
+    stop = PumpStop(world)
+    reasons: list[str] = []
+    interlock = Interlock(LIMIT_KPA, stop, daq, reasons.append)
+    interlock.detach()
+    interlock.detach()  # idempotent: the runner may reach its end twice on a double fault
+    set_pump(world, 10.0)
+    world.advance(60.0)
+    t0 = world.now_s()
+    daq.set_occlusion(True)
+    daq.start_acquisition(tmp_path / "daq.f64")
+    run_virtual(world, daq, 80.0, t0)  # crosses the limit (see the first test)
+    daq.stop_acquisition()
+    assert reasons == [] and not interlock.tripped and stop.at_model_s is None

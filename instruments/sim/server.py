@@ -104,13 +104,7 @@ class SimServer:
 
     def _start_daq(self, cfg: InstrumentConfig) -> None:
         module_name, _, func_name = DAQ_SERVER.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            log.warning("instruments.%s: %s is not available; the DAQ is not simulated", cfg.name, module_name)
-            return
+        module = importlib.import_module(module_name)  # the gRPC device server loads only when simulated
         server, address = getattr(module, func_name)(self.world, cfg)
         self.daq_name, self.daq_server, self.daq_address = cfg.name, server, address
 

@@ -3,7 +3,8 @@
 Why it lives in the DAQ reader thread and not in the procedure: it must act whatever the procedure
 is doing (waiting on an operator, sleeping through a soak, stuck in a driver call), within one
 acquisition chunk of the crossing. It is latched: once tripped it stays tripped (and acts once)
-until ``reset()``, so a pressure oscillating around the limit cannot toggle the valves.
+for the rest of the run, so a pressure oscillating around the limit cannot toggle the valves.
+The runner ``detach()``es it when the run ends.
 
 Losing the pressure stream (acquisition failure) trips it too: the rig cannot watch the line, so it
 must not keep pumping into it.
@@ -96,8 +97,7 @@ class Interlock:
         log.error("interlock tripped: %s", full)
         self.on_trip(full)
 
-    def reset(self) -> None:
-        """Re-arm after the operator has dealt with the cause."""
-        with self._lock:
-            self.reason = None
-            self.trip_sample_index = None
+    def detach(self) -> None:
+        """Stop watching (end of the run): the DAQ outlives the run, its listeners must not."""
+        self.daq.remove_listener(self.check)
+        self.daq.remove_listener(self._on_stream_lost)

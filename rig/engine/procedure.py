@@ -188,9 +188,6 @@ class Procedure:
         """Every question an operator (or an answers file) must answer, item entries first."""
         return [*self.item_under_test, *(s for s in self.steps if isinstance(s, OperatorStep))]
 
-    def expected_duration_s(self, params: Mapping[str, float]) -> float:
-        return sum(s.expected_s(params) for s in self.steps if isinstance(s, Step))
-
     # -- files and hashes ---------------------------------------------------------------------
 
     def bound(self, source_path: Path) -> "Procedure":

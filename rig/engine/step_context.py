@@ -9,48 +9,39 @@ operations, never in the middle of one.
 
 from __future__ import annotations
 
-import csv
-import os
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from instruments.mt_sics import BalanceUnstable
+from rig.engine.acquisition import Acquisition
+from rig.engine.display import Display
+from rig.engine.judge import Judge
 from rig.engine.outcomes import RunAborted, StepFailed, StepTimeout
 from rig.engine.procedure import Step
+from rig.engine.run_log import RawCsv, RunLog
+from rig.engine.signals import AbortFlag
 
 REAL_SLICE_S = 0.2  # real-time waits are cut in slices this long so an abort is seen promptly
 VIRTUAL_TICK_S = 10.0  # default tick of a virtual-time wait (live display, abort checks)
 REAL_TICK_S = 1.0
 
 
-class RawCsv:
-    """A raw data file under raw/, one row per call, flushed per row (fsynced at step ends)."""
+@dataclass(frozen=True)
+class RunServices:
+    """What a run lends its steps: the whole interface between a step context and the runner.
 
-    def __init__(self, path: Path, columns: list[str]) -> None:
-        self.path = path
-        self.columns = list(columns)
-        self._file = open(path, "w", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file)
-        self._writer.writerow(self.columns)
-        self._file.flush()
+    Built once per run by the runner; each ``RunStepContext`` uses only these public parts."""
 
-    def row(self, *values: Any) -> None:
-        if len(values) != len(self.columns):
-            raise ValueError(f"{self.path.name}: {len(values)} values for columns {self.columns}")
-        self._writer.writerow([f"{v:.9g}" if isinstance(v, float) else v for v in values])
-        self._file.flush()
-
-    def sync(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        if not self._file.closed:
-            self.sync()
-            self._file.close()
+    params: Mapping[str, float]
+    state: dict[str, Any]  # shared by the steps of one run
+    bench: Any  # station, pump, balance, daq, clock
+    abort: AbortFlag
+    display: Display
+    log: RunLog
+    judge: Judge
+    acquisition: Acquisition
 
 
 class _Checked:
@@ -79,29 +70,28 @@ class RunStepContext:
     ``balance``, ``daq`` the instruments (checked); ``station`` the validated station.
     """
 
-    def __init__(self, runner: Any, index: int, step: Step, deadline_proc_s: float,
+    def __init__(self, run: RunServices, index: int, step: Step, deadline_proc_s: float,
                  deadline_wall_s: float, timeouts: tuple[float, float]) -> None:
-        self._runner = runner
+        self._run = run
         self.index = index
         self.step = step
         self._deadline_proc_s = deadline_proc_s
         self._deadline_wall_s = deadline_wall_s
         self._timeouts = timeouts
-        self._started_proc_s = runner.now_s()
-        self.params: Mapping[str, float] = runner.params.values
-        self.state: dict[str, Any] = runner.state
-        self.station = runner.bench.station
-        bench = runner.bench
+        self._started_proc_s = run.log.now_s()
+        self.params: Mapping[str, float] = run.params
+        self.state: dict[str, Any] = run.state
+        bench = run.bench
+        self.station = bench.station
         self.pump = _Checked(bench.pump, self.check)
         self.balance = _Checked(bench.balance, self.check)
-        daq = bench.daq
-        self.daq = None if daq is None else _Checked(daq, self.check)
+        self.daq = None if bench.daq is None else _Checked(bench.daq, self.check)
 
     # -- time and checkpoints ------------------------------------------------------------------
 
     def now_s(self) -> float:
         """Procedure time since the run started."""
-        return self._runner.now_s()
+        return self._run.log.now_s()
 
     def step_elapsed_s(self) -> float:
         return self.now_s() - self._started_proc_s
@@ -109,14 +99,11 @@ class RunStepContext:
     def acquisition_started_s(self) -> float | None:
         """Procedure time of DAQ sample 0 (None when the runner is not acquiring): maps a DAQ
         chunk's sample times (``DaqChunk.t_s``) onto procedure time, e.g. for detector latency."""
-        runner = self._runner
-        if not runner._acquiring:
-            return None
-        return runner._acq_t0_s - runner._t0_proc_s
+        return self._run.acquisition.started_s()
 
     def check(self) -> None:
         """Raise if an abort was requested or this step is over its time budget."""
-        request = self._runner.abort.requested
+        request = self._run.abort.requested
         if request is not None:
             raise RunAborted(request.reason, request.outcome)
         if self.now_s() > self._deadline_proc_s + 1e-9:
@@ -130,7 +117,7 @@ class RunStepContext:
              on_tick: Callable[[float], None] | None = None) -> None:
         """Let ``duration_s`` of procedure time pass, calling ``on_tick(t_proc_s)`` every
         ``every_s``; checks aborts and timeouts throughout and refreshes the live display."""
-        clock = self._runner.bench.clock
+        clock = self._run.bench.clock
         tick = every_s or (VIRTUAL_TICK_S if clock.virtual else REAL_TICK_S)
         end = self.now_s() + max(0.0, duration_s)
         while True:
@@ -142,43 +129,50 @@ class RunStepContext:
             if now + dt > self._deadline_proc_s:  # stop exactly at the deadline, then time out
                 dt = max(0.0, self._deadline_proc_s - now) + 1e-6
             self._sleep(dt)
-            self._runner.sample_live(self)
+            self._show_live()
             if on_tick is not None:
                 on_tick(self.now_s())
 
     def _sleep(self, dt_s: float) -> None:
-        clock = self._runner.bench.clock
+        clock = self._run.bench.clock
         if clock.virtual:
-            self._runner.advance_virtual(dt_s)
+            self._run.acquisition.advance_virtual(dt_s)
             return
         end = clock.now_s() + dt_s
         while True:
             left = end - clock.now_s()
-            if left <= 0 or self._runner.abort.requested is not None:
+            if left <= 0 or self._run.abort.requested is not None:
                 return
             clock.sleep(min(REAL_SLICE_S, left))
 
     def progress(self, fraction: float) -> None:
         """Optional explicit progress of this step (0..1) for the display."""
-        self._runner.display.tick(self.now_s(), self._runner.wall_elapsed_s(), min(1.0, max(0.0, fraction)))
+        self._run.display.tick(self.now_s(), self._run.log.wall_elapsed_s(), min(1.0, max(0.0, fraction)))
+
+    def _show_live(self) -> None:
+        """Refresh time, this step's progress and, if the bench has a DAQ, the line readings."""
+        expected = self.step.expected_s(self.params)
+        fraction = min(1.0, self.step_elapsed_s() / expected) if expected > 0 else None
+        self._run.display.tick(self.now_s(), self._run.log.wall_elapsed_s(), fraction)
+        self._run.acquisition.show_live()
 
     # -- results and records -------------------------------------------------------------------
 
     def measure(self, name: str, value: float | None, uncertainty: float | None = None,
                 detail: str = "") -> str:
         """Record a measurement against its spec limit; returns "pass" or "fail"."""
-        return self._runner.measure(self, name, value, uncertainty, detail)
+        return self._run.judge.measure(self.step.name, name, value, uncertainty, detail)
 
     def live(self, name: str, value: float, unit: str, low: float | None = None,
              high: float | None = None) -> None:
-        self._runner.display.live(name, value, unit, low, high)
+        self._run.display.live(name, value, unit, low, high)
 
     def event(self, kind: str, detail: str, **fields: Any) -> None:
-        self._runner.event(kind, detail, **fields)
+        self._run.log.event(kind, detail, **fields)
 
     def raw(self, name: str, columns: list[str]) -> RawCsv:
         """raw/<name>.csv, created on first use (the same file for later calls)."""
-        return self._runner.raw(name, columns)
+        return self._run.log.raw(name, columns)
 
     def fail(self, reason: str) -> None:
         """Declare that the item under test failed; remaining steps are skipped (FAIL)."""
@@ -199,4 +193,4 @@ class RunStepContext:
         return float(self.until_stable(self.balance.read_mass_g, retry_s))
 
 
-__all__ = ["RawCsv", "RunAborted", "RunStepContext", "StepFailed", "StepTimeout"]
+__all__ = ["RawCsv", "RunAborted", "RunServices", "RunStepContext", "StepFailed", "StepTimeout"]

@@ -329,10 +329,8 @@ class _Postgres(_Backend):
         self.conn: Any = None
 
     def connect(self) -> None:
-        try:
-            import psycopg
-        except ImportError as exc:  # pragma: no cover - psycopg is a dependency
-            raise HistoryError("a PostgreSQL history needs psycopg 3 (pip install 'psycopg[binary]')") from exc
+        import psycopg  # a dependency; loaded only for a PostgreSQL history (it is slow to import)
+
         try:
             # autocommit: every statement we issue runs inside an explicit transaction() block
             self.conn = psycopg.connect(self.url, connect_timeout=10, application_name="rig-history",

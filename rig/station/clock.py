@@ -46,7 +46,7 @@ class VirtualClock:
     """Time owned by the simulated bench; ``sleep`` advances the model in one step.
 
     Callers that stream data while time jumps (the runner with a DAQ) slice their sleeps and let
-    the reader drain between slices; see rig.engine.runner.Runner.advance_virtual.
+    the reader drain between slices; see rig.engine.acquisition.Acquisition.advance_virtual.
     """
 
     virtual = True

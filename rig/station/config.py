@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from instruments.daq_channels import KINK, VALVES  # the output names the DAQ driver understands
 from instruments.registry import DRIVERS, KINDS
 from rig.errors import ConfigError
 from rig.station.history_url import resolve_url, url_problem
@@ -596,13 +597,6 @@ def _channels(channels: dict[str, Any], path: str, problems: Problems) -> None:
 
 def _channel_role_problem(name: str, ctype: str) -> str | None:
     """Outputs drive the fault valves, so their channel names say which valve (the driver's rule)."""
-    try:
-        from instruments.daq_channels import (  # the names the driver understands
-            KINK,
-            VALVES,
-        )
-    except ImportError:  # pragma: no cover - nidaqmx is a dependency; the bench reports it
-        return None
     if ctype == "ao" and name != KINK:
         return (f"is an analog output; the DAQ driver drives only the channel named {show(KINK)} "
                 "from an AO (0..10 V = 0..100 % restriction)")

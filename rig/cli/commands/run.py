@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import procedures
+from reports.bundle import build_bundle
 from rig.cli.live_display import make_display
 from rig.engine.display import Display
 from rig.engine.operator import (
@@ -112,10 +113,6 @@ def _ask_item(procedure: Procedure, operator: Operator, display: Display) -> tup
 
 def _build_report(result: RunResult) -> None:
     """The report bundle is a convenience here: its failure never changes the run's outcome."""
-    try:
-        from reports.bundle import build_bundle
-    except ImportError:
-        return
     try:
         bundle = build_bundle(result.run_dir)
     except Exception as exc:  # noqa: BLE001 - reported, not raised (see docstring)

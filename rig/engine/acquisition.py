@@ -1,0 +1,122 @@
+"""The DAQ side of a run: the overpressure interlock, streaming to raw/daq.f64, pacing virtual
+time so the DAQ reader keeps up, and the live line readings on the display.
+
+Why one object: these share the bench's DAQ and must be wired and unwired together — the
+interlock watches the stream the acquisition produces, and virtual time may only jump as fast
+as the stream can be drained (else the interlock goes blind).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rig.engine.display import Display
+from rig.engine.interlock import Interlock
+from rig.engine.run_log import RunLog
+from rig.engine.signals import ABORTED, AbortFlag
+from rig.record import utc_now
+from rig.station.bench import describe_error
+
+DAQ_PACE_S = 20.0  # longest virtual-time jump while the DAQ acquires (its buffer holds ~30 s)
+DAQ_DRAIN_TIMEOUT_S = 10.0  # wall time allowed for the DAQ reader to catch up after a jump
+STATS_FIELDS = ("samples", "chunks", "read_timeouts", "reader_cpu_s", "error")
+LIVE_CHANNELS = (("pressure_upstream_kpa", "kPa", True), ("pressure_downstream_kpa", "kPa", True),
+                 ("flow_ul_min", "uL/min", False))  # name, unit, limited by max_line_pressure_kpa
+
+
+class Acquisition:
+    """The bench DAQ for one run (a bench without a DAQ makes every method a no-op but pacing)."""
+
+    def __init__(self, bench: Any, log: RunLog, display: Display, abort: AbortFlag) -> None:
+        self._bench = bench
+        self._daq = bench.daq
+        self._log = log
+        self._display = display
+        self._abort = abort
+        self._interlock: Interlock | None = None
+        self._acquiring = False  # the DAQ streams to raw/daq.f64
+        self._t0_s = 0.0  # bench clock time of DAQ sample 0
+        self._live_failed = False
+
+    def arm_interlock(self) -> None:
+        """Watch the upstream pressure from now on (recorded as an ``interlock`` event)."""
+        if self._daq is None:
+            return
+        limit = self._bench.station.safety.max_line_pressure_kpa
+        self._interlock = Interlock(limit_kpa=limit, stop_pump=self._bench.pump.stop, daq=self._daq,
+                                    on_trip=self._on_trip)
+        self._log.append("event", kind="interlock", detail=f"armed at {limit:g} kPa",
+                         t_proc_s=round(self._log.now_s(), 6), t_utc=utc_now())
+
+    def disarm_interlock(self) -> None:
+        """Detach the interlock from the DAQ (which outlives the run)."""
+        interlock, self._interlock = self._interlock, None
+        if interlock is not None:
+            interlock.detach()
+
+    def _on_trip(self, reason: str) -> None:
+        """Called by the interlock (any thread) after it has stopped the pump."""
+        text = str(reason) or "overpressure"
+        self._abort.request(ABORTED, f"interlock tripped: {text}")
+        try:
+            self._log.event("interlock", text)
+        except Exception:  # noqa: BLE001 - the abort request above is what matters
+            pass
+
+    def start(self) -> None:
+        """Stream every AI channel to raw/daq.f64."""
+        if self._daq is not None and hasattr(self._daq, "start_acquisition"):
+            self._daq.start_acquisition(self._log.raw_dir / "daq.f64")
+            self._t0_s = self._bench.clock.now_s()
+            self._acquiring = True
+
+    def started_s(self) -> float | None:
+        """Procedure time of DAQ sample 0, or None when not acquiring."""
+        return self._t0_s - self._log.t0_proc_s if self._acquiring else None
+
+    def stop(self) -> dict[str, Any] | None:
+        """Stop streaming; returns the acquisition statistics for run_finished."""
+        if not self._acquiring:
+            return None
+        self._acquiring = False
+        stats = self._daq.stop_acquisition()
+        return {f: getattr(stats, f, None) for f in STATS_FIELDS}
+
+    def advance_virtual(self, dt_s: float) -> None:
+        """Advance virtual time. While the DAQ acquires, go in slices no longer than
+        DAQ_PACE_S and let its reader drain each one: the device buffer holds only seconds,
+        and a 30 s jump would overflow it (and blind the overpressure interlock meanwhile)."""
+        clock = self._bench.clock
+        if not self._acquiring:
+            clock.sleep(dt_s)
+            return
+        remaining = dt_s
+        while remaining > 1e-12 and self._abort.requested is None:
+            step = min(DAQ_PACE_S, remaining)
+            clock.sleep(step)
+            remaining -= step
+            # False means the acquisition failed: its failure listener trips the interlock.
+            self._daq.wait_for_elapsed(clock.now_s() - self._t0_s, DAQ_DRAIN_TIMEOUT_S)
+
+    def show_live(self) -> None:
+        """Pressures and flow on the display, if the bench has a DAQ (a failure is recorded once)."""
+        daq = self._daq
+        if daq is None or self._live_failed or not hasattr(daq, "latest"):
+            return
+        try:
+            latest = daq.latest()
+        except Exception as exc:  # noqa: BLE001 - the display must not stop a run; record it once
+            self._live_failed = True
+            self._log.event("warning", f"live DAQ readings unavailable: {describe_error(exc)}")
+            return
+        if latest is None:
+            return
+        limit = self._bench.station.safety.max_line_pressure_kpa
+        for name, unit, limited in LIVE_CHANNELS:
+            value = latest.get(name) if isinstance(latest, Mapping) else getattr(latest, name, None)
+            if isinstance(value, (int, float)):
+                self._display.live(name, float(value), unit, None, limit if limited else None)
+
+
+__all__ = ["DAQ_DRAIN_TIMEOUT_S", "DAQ_PACE_S", "Acquisition"]

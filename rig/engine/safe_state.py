@@ -1,0 +1,62 @@
+"""The safe-state guard of a run: the kill -9 supervisor while the run goes, the bench's safe
+state (read back) when it ends.
+
+Why its own object: "every exit path ends in the safe state" is the rig's first promise; the two
+halves of keeping it — the supervisor process for the exits no ``finally`` sees, and the read-back
+of the bench's safe state for all the others — sit together here, apart from running steps.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rig.engine.run_log import RunLog
+from rig.engine.supervisor import Supervisor
+from rig.station.bench import describe_error
+
+
+class SafeStateGuard:
+    """``watch()`` when the record exists, ``reach()`` at the end, then ``release()``."""
+
+    def __init__(self, bench: Any, run_id: str) -> None:
+        self._bench = bench
+        self._run_id = run_id
+        self._supervisor: Supervisor | None = None
+
+    def watch(self, log: RunLog) -> None:
+        """Start the process that makes the bench safe if this one is killed (rig.engine.supervisor).
+
+        Only a bench that can say how to reopen its pump and DAQ from another process
+        (``safe_state_plan``) is supervised. Failing to start never changes the run: it is recorded."""
+        plan_of = getattr(self._bench, "safe_state_plan", None)
+        if plan_of is None:
+            return
+        try:
+            self._supervisor = Supervisor.start({
+                "record": str(log.path), "run_id": self._run_id, "runner_pid": os.getpid(),
+                "sim_child": bool(getattr(self._bench, "sim_child", False)), "instruments": plan_of(),
+            })
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            log.event("warning", f"the safe-state supervisor did not start ({describe_error(exc)}): if this "
+                                 "process is killed, nothing will stop the pump")
+
+    def reach(self) -> tuple[bool, dict[str, Any], str | None]:
+        """Command the bench's safe state: (confirmed, read-back per instrument, failure). Never raises."""
+        try:
+            readback = self._bench.safe_state()
+            return True, dict(readback or {}), None
+        except BaseException as exc:  # noqa: BLE001 - reported as the outcome, never lost
+            return False, dict(getattr(exc, "results", {}) or {}), describe_error(exc)
+
+    def release(self, log: RunLog | None) -> None:
+        """The safe state is in the record: tell the supervisor to exit without acting."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is None:
+            return
+        problem = supervisor.release()
+        if problem is not None and log is not None:
+            log.event("warning", f"{problem}: a kill -9 then would have left the bench unattended")
+
+
+__all__ = ["SafeStateGuard"]
