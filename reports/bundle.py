@@ -16,10 +16,12 @@ raw file must not leave something that looks like a bundle.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from reports.html import render_report
 from reports.junit import build_junit
 from reports.manifest import (
     MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
     SIGNATURES_DIR,
     build_manifest,
     copy_and_hash,
@@ -39,6 +42,7 @@ from reports.results import build_results, station_identity
 from rig.errors import UsageError
 from rig.identity import software_identity
 from rig.record import read_record, utc_now
+from rig.safeio import UnsafeFileError, read_regular, regular_files_under
 
 DEFAULT_BUNDLE_NAME = "report"
 SIGNATURE_FILE = re.compile(r"^(\d{2})-([a-z_]+)\.dsse\.json$")
@@ -94,16 +98,20 @@ def build_bundle(run_dir: Path, out_dir: Path | None = None, *, supersedes: str 
     run_id = str(record.started.get("run_id") or run_dir.name)
     report_id = f"RPT-{run_id}-{secrets.token_hex(4)}"
     created_at = utc_now()
-    partial = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    raw_src = run_dir / "raw"
+    try:  # before anything is written: a planted symlink is refused, never followed
+        raw_files = regular_files_under(raw_src) if raw_src.is_dir() and not raw_src.is_symlink() else []
+        if raw_src.is_symlink():
+            raise UnsafeFileError(errno.ELOOP, "raw is a symbolic link (not followed: a bundle takes only regular files)")
+    except UnsafeFileError as exc:
+        raise UsageError(f"run {run_dir}: {exc}") from None
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))  # exclusive, random
     try:
         known = {"record.jsonl": copy_and_hash(record.path, partial / "record.jsonl")}
-        raw_src = run_dir / "raw"
-        if raw_src.is_dir():
-            for src in sorted(p for p in raw_src.rglob("*") if p.is_file()):
-                rel = src.relative_to(run_dir).as_posix()
-                known[rel] = copy_and_hash(src, partial / rel)
+        for src in raw_files:
+            rel = src.relative_to(run_dir).as_posix()
+            known[rel] = copy_and_hash(src, partial / rel)
         results = build_results(record, report_id=report_id, record_sha256=known["record.jsonl"][0])
         (partial / "results.json").write_bytes(canonical_json(results))
         generator = generator_info()
@@ -118,7 +126,7 @@ def build_bundle(run_dir: Path, out_dir: Path | None = None, *, supersedes: str 
         )
         manifest_bytes = canonical_json(manifest)
         (partial / MANIFEST_NAME).write_bytes(manifest_bytes)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(partial, 0o755)  # mkdtemp makes it 0700; a bundle is meant to be shared
         if out_dir.exists():
             out_dir.rmdir()  # verified empty above
         os.replace(partial, out_dir)
@@ -143,9 +151,12 @@ class SignatureFile:
 def load_manifest(bundle: Path) -> tuple[dict[str, Any], bytes]:
     """(manifest, its exact bytes); ValueError when missing or unreadable."""
     path = Path(bundle) / MANIFEST_NAME
-    if not path.is_file():
-        raise ValueError(f"{MANIFEST_NAME} is missing")
-    data = path.read_bytes()
+    try:
+        data = read_regular(path, max_bytes=MAX_MANIFEST_BYTES, what=MANIFEST_NAME)
+    except FileNotFoundError:
+        raise ValueError(f"{MANIFEST_NAME} is missing") from None
+    except OSError as exc:
+        raise ValueError(f"{MANIFEST_NAME} cannot be read: {exc.strerror or exc}") from None
     manifest = load_json_bytes(data, MANIFEST_NAME)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
         raise ValueError(f"{MANIFEST_NAME} is not a bundle manifest (no file list)")

@@ -13,6 +13,8 @@ import json
 import math
 from typing import Any
 
+from rig.safeio import json_depth_problem
+
 
 class CanonicalJSONError(ValueError):
     """A value that has no canonical JSON form (NaN, Infinity, non-string key, unknown type)."""
@@ -105,7 +107,12 @@ def load_json_bytes(data: bytes, what: str) -> Any:
     def _reject(constant: str) -> Any:
         raise ValueError(f"{what}: {constant} is not allowed")
 
+    too_deep = json_depth_problem(data, what)
+    if too_deep:
+        raise ValueError(too_deep)
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_reject)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{what} is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:  # belt and braces: the depth check above should have caught it
+        raise ValueError(f"{what} nests too deeply") from None

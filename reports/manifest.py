@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.html import SIGNATURE_BLOCK_VERSION, split_signature_block
+from rig.safeio import open_regular, read_regular
 
 MANIFEST_NAME = "manifest.json"
 SIGNATURES_DIR = "signatures"
@@ -22,6 +23,12 @@ REPORT_HTML = "report.html"
 HTML_HASH_SCOPE = "without-signature-block"
 CHUNK_BYTES = 8 << 20
 MANIFEST_SCHEMA = "rig.report-manifest/1"
+# Files read whole into memory are bounded (a 420 MB page took 1.7 GB to verify); raw data is
+# streamed in CHUNK_BYTES and not bounded.
+MAX_HTML_BYTES = 64 << 20
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_RESULTS_BYTES = 64 << 20
+MAX_ENVELOPE_BYTES = 1 << 20
 
 
 def hash_stream(path: Path) -> tuple[str, int]:
@@ -30,7 +37,7 @@ def hash_stream(path: Path) -> tuple[str, int]:
     buffer = bytearray(CHUNK_BYTES)
     view = memoryview(buffer)
     size = 0
-    with open(path, "rb", buffering=0) as handle:
+    with open_regular(path) as handle:  # never through a symlink
         while True:
             n = handle.readinto(buffer)
             if not n:
@@ -47,7 +54,7 @@ def copy_and_hash(src: Path, dst: Path) -> tuple[str, int]:
     view = memoryview(buffer)
     size = 0
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb", buffering=0) as fin, open(dst, "xb") as fout:
+    with open_regular(src) as fin, open(dst, "xb") as fout:
         while True:
             n = fin.readinto(buffer)
             if not n:
@@ -67,7 +74,7 @@ def hash_entry(bundle: Path, rel: str) -> tuple[str, int]:
     """(sha256, size) of a bundle file in its manifest hash scope."""
     path = bundle / rel
     if rel == REPORT_HTML:
-        data = html_scope_bytes(path.read_bytes())
+        data = html_scope_bytes(read_regular(path, max_bytes=MAX_HTML_BYTES, what=rel))
         return hashlib.sha256(data).hexdigest(), len(data)
     return hash_stream(path)
 

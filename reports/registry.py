@@ -21,6 +21,7 @@ from typing import Any
 from reports.canonical import load_json_bytes
 from reports.keys import key_id_of, public_key_from_b64
 from rig.errors import UsageError
+from rig.safeio import replace_atomically
 from rig.textsafe import name_problem
 
 REGISTRY_FORMAT = "rig-key-registry/1"
@@ -143,9 +144,8 @@ class Registry:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         document = {"format": REGISTRY_FORMAT, "keys": [asdict(k) for k in self.keys]}
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        replace_atomically(self.path, text.encode("utf-8"))
 
     def find(self, key_id: str) -> KeyEntry | None:
         return next((k for k in self.keys if k.key_id == key_id), None)

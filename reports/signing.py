@@ -9,19 +9,19 @@ must be refused at the moment of signing with the reason, not discovered years l
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from pathlib import Path
 
 from reports import audit, roles
 from reports.bundle import load_manifest, require_bundle_dir
-from reports.canonical import canonical_json, sha256_hex
+from reports.canonical import canonical_json, load_json_bytes, sha256_hex
 from reports.dsse import sign_envelope
 from reports.html import with_signature_block
 from reports.keys import SigningKey
-from reports.manifest import REPORT_HTML, SIGNATURES_DIR
-from reports.registry import ROLES, Registry, format_utc
+from reports.manifest import MAX_HTML_BYTES, MAX_RESULTS_BYTES, REPORT_HTML, SIGNATURES_DIR
+from reports.registry import ROLES, Registry, format_utc, parse_utc
 from reports.verify import STATEMENT_KIND, chain_hash, verify_bundle
 from rig.errors import UsageError
+from rig.safeio import read_regular, replace_atomically, write_new
 
 
 class SigningRefused(UsageError):
@@ -52,6 +52,15 @@ def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *,
             problems.append(f"key file says {key.signer_id} ({key.printed_name}); registry says "
                             f"{entry.signer_id} ({entry.printed_name})")
         problems.append(entry.problem_at(_dt.datetime.fromisoformat(signed_at.replace("Z", "+00:00"))))
+    run_end = _run_end(bundle)
+    if run_end and parse_utc(signed_at, "signed_at") < run_end:
+        problems.append(f"the clock ({signed_at}) is behind the run's end ({run_end})")
+    log = audit.resolve_log_path(audit_log, near=registry.path.parent)
+    try:
+        anchor = audit.anchor_of(log)
+    except (OSError, ValueError) as exc:
+        raise SigningRefused(f"audit log {log} cannot anchor the signature, nothing was signed: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
     existing = [s.statement for s in check.signatures]
     statement = {
         "statement": STATEMENT_KIND, "manifest_sha256": sha256_hex(manifest_bytes),
@@ -59,6 +68,7 @@ def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *,
         "meaning": meaning, "signer_id": key.signer_id, "printed_name": key.printed_name, "key_id": key.key_id,
         "signed_at": signed_at, "sequence": len(existing) + 1,
         "prior_signatures_sha256": chain_hash([(bundle / SIGNATURES_DIR / s.file).read_bytes() for s in check.signatures]),
+        "audit_anchor": anchor,
     }
     if existing and signed_at < str(existing[-1].get("signed_at")):
         problems.append("the clock is behind the previous signature's signed_at")
@@ -69,28 +79,41 @@ def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *,
     folder = bundle / SIGNATURES_DIR
     folder.mkdir(exist_ok=True)
     path = folder / f"{statement['sequence']:02d}-{role}.dsse.json"
-    envelope = sign_envelope(canonical_json(statement), key.private_key, key.key_id)
+    envelope = sign_envelope(canonical_json(statement), key.private_key, key.key_id)  # Ed25519: deterministic
+    # The audit entry first: a signature that is not in the log must never exist. If the envelope
+    # or the page cannot be written, the entry is rolled back and the bundle left as it was.
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        raise SigningRefused(f"{path.name} appeared meanwhile (someone else signed); sign again") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(envelope)
-        handle.flush()
-        os.fsync(handle.fileno())
-    _refresh_html(bundle, existing + [statement])
-    audit.append_event(
-        audit.resolve_log_path(audit_log, near=registry.path.parent), "signature",
-        report_id=statement["report_id"], manifest_sha256=statement["manifest_sha256"], role=role,
-        signer_id=key.signer_id, key_id=key.key_id, verdict=verdict, envelope_sha256=sha256_hex(envelope),
-        bundle=str(bundle.resolve()),
-    )
+        logged = audit.append_event(
+            log, "signature", report_id=statement["report_id"], manifest_sha256=statement["manifest_sha256"],
+            role=role, signer_id=key.signer_id, key_id=key.key_id, verdict=verdict, signed_at=signed_at,
+            envelope_sha256=sha256_hex(envelope), bundle=str(bundle.resolve()))
+    except (OSError, ValueError) as exc:
+        raise SigningRefused(f"the signature cannot be logged in {log}, nothing was signed: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+    page = bundle / REPORT_HTML
+    try:
+        html = read_regular(page, max_bytes=MAX_HTML_BYTES, what=REPORT_HTML)
+        try:
+            write_new(path, envelope)
+        except FileExistsError:
+            raise SigningRefused(f"{path.name} appeared meanwhile (someone else signed); sign again") from None
+        try:
+            replace_atomically(page, with_signature_block(html, existing + [statement]))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+    except BaseException:
+        audit.rollback(log, logged)
+        raise
     return path
 
 
-def _refresh_html(bundle: Path, statements: list[dict]) -> None:
-    """Rewrite report.html's signatures block (atomically: a reader never sees half a page)."""
-    page = bundle / REPORT_HTML
-    tmp = page.with_name(f".{page.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(with_signature_block(page.read_bytes(), statements))
-    os.replace(tmp, page)
+def _run_end(bundle: Path) -> _dt.datetime | None:
+    """When the run ended (or, unfinished, started) per results.json: no signature can predate it."""
+    try:
+        results = load_json_bytes(read_regular(bundle / "results.json", max_bytes=MAX_RESULTS_BYTES,
+                                               what="results.json"), "results.json")
+        run = results["run"]
+        return parse_utc(run.get("finished_utc") or run.get("started_utc"), "run end")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None

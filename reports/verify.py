@@ -17,6 +17,7 @@ have rewritten the manifest along with the files.
 
 from __future__ import annotations
 
+import datetime as _dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,17 +32,27 @@ from reports.keys import public_key_from_b64
 from reports.manifest import (
     HTML_HASH_SCOPE,
     MANIFEST_SCHEMA,
+    MAX_ENVELOPE_BYTES,
+    MAX_HTML_BYTES,
+    MAX_RESULTS_BYTES,
     REPORT_HTML,
     hash_many,
     list_payload,
 )
-from reports.registry import Registry, parse_utc
+from reports.registry import Registry, format_utc, parse_utc
+from rig.safeio import read_regular
 
 STATEMENT_FIELDS = frozenset({
     "statement", "manifest_sha256", "report_id", "run_id", "verdict", "role", "meaning", "signer_id",
     "printed_name", "key_id", "signed_at", "sequence", "prior_signatures_sha256",
 })
 STATEMENT_KIND = "rig.report-signature/1"
+# Since issue 18 every statement carries the audit head at signing; older ones verify without it.
+ANCHORED_FIELDS = STATEMENT_FIELDS | {"audit_anchor"}
+# How far a signature's signed_at may be ahead of the verifier's clock (clock skew between PCs).
+MAX_CLOCK_SKEW = _dt.timedelta(minutes=5)
+SIGNER_CLAIM_NOTE = ("signing times are the signers' own claim (no time-stamp authority); they are bounded "
+                     "below by the run's end and above by the time of verification")
 
 
 def chain_hash(envelopes: list[bytes]) -> str:
@@ -74,6 +85,8 @@ class BundleCheck:
     problems: list[str] = field(default_factory=list)
     signatures: list[SignatureCheck] = field(default_factory=list)
     allow_unsigned: bool = False
+    run_end: _dt.datetime | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def unsigned(self) -> bool:
@@ -133,9 +146,26 @@ def _check_files(bundle: Path, manifest: dict[str, Any], check: BundleCheck, wor
                                   f"manifest says {str(entry.get('sha256'))[:16]}…, size {entry.get('size')})")
 
 
+def _anchor_ok(anchor: Any) -> bool:
+    return (isinstance(anchor, dict) and set(anchor) == {"log_id", "seq", "hash"}
+            and isinstance(anchor["seq"], int) and not isinstance(anchor["seq"], bool) and anchor["seq"] >= 0
+            and isinstance(anchor["hash"], str) and len(anchor["hash"]) == 64
+            and (anchor["log_id"] is None or (isinstance(anchor["log_id"], str) and len(anchor["log_id"]) == 64)))
+
+
+def _run_end(results: Any) -> _dt.datetime | None:
+    """When the run ended (unfinished: started), per results.json; None when it does not say."""
+    try:
+        run = results["run"]
+        return parse_utc(run.get("finished_utc") or run.get("started_utc"), "run end")
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return None
+
+
 def _check_results(bundle: Path, manifest: dict[str, Any], check: BundleCheck) -> None:
     try:
-        results = load_json_bytes((bundle / "results.json").read_bytes(), "results.json")
+        results = load_json_bytes(read_regular(bundle / "results.json", max_bytes=MAX_RESULTS_BYTES,
+                                               what="results.json"), "results.json")
         outcome = results["verdict"]["outcome"]
         report_id = results["report_id"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -145,15 +175,18 @@ def _check_results(bundle: Path, manifest: dict[str, Any], check: BundleCheck) -
         check.problems.append(f"results.json report id {report_id} differs from the manifest's {manifest.get('report_id')}")
     if outcome != manifest.get("verdict"):
         check.problems.append(f"results.json verdict {outcome} differs from the manifest's {manifest.get('verdict')}")
+    check.run_end = _run_end(results)
 
 
 def _check_statement(
     sig: SignatureCheck, statement: Any, *, manifest: dict[str, Any], manifest_sha256: str, prior: list[bytes],
     registry: Registry, key_id: str, payload_type: str, payload: bytes, signature: bytes, previous_at: Any,
+    run_end: _dt.datetime | None = None, verified_at: _dt.datetime,
 ) -> Any:
     """Problems of one signature; returns its signed_at (datetime) for the ordering check."""
     p = sig.problems
-    if not isinstance(statement, dict) or set(statement) != STATEMENT_FIELDS or statement.get("statement") != STATEMENT_KIND:
+    if not isinstance(statement, dict) or set(statement) not in (STATEMENT_FIELDS, ANCHORED_FIELDS) \
+            or statement.get("statement") != STATEMENT_KIND:
         p.append("payload is not a rig signature statement")
         return None
     sig.statement = statement
@@ -181,6 +214,13 @@ def _check_statement(
         return None
     if signed_at < created:
         p.append(f"signed_at {statement['signed_at']} is before the bundle was created ({manifest.get('created_at')})")
+    if run_end is not None and signed_at < run_end:
+        p.append(f"signed_at {statement['signed_at']} is before the run it signs ended ({format_utc(run_end)}): backdated")
+    if signed_at > verified_at + MAX_CLOCK_SKEW:
+        p.append(f"signed_at {statement['signed_at']} is in the future (verified at {format_utc(verified_at)})")
+    anchor = statement.get("audit_anchor")
+    if "audit_anchor" in statement and not _anchor_ok(anchor):
+        p.append(f"audit_anchor is not {{log_id, seq, hash}} of an audit log head: {anchor!r:.120}")
     if previous_at is not None and signed_at < previous_at:
         p.append("signed_at is earlier than the previous signature's")
     entry = registry.find(str(statement["key_id"]))
@@ -204,6 +244,7 @@ def verify_bundle(bundle: Path, registry: Registry | None, *, allow_unsigned: bo
                   workers: int | None = None) -> BundleCheck:
     """Check a bundle completely; never raises for a bad bundle, only collects reasons."""
     start = time.perf_counter()
+    verified_at = _dt.datetime.now(_dt.timezone.utc)
     bundle = Path(bundle)
     check = BundleCheck(bundle, allow_unsigned=allow_unsigned)
     try:
@@ -224,7 +265,11 @@ def verify_bundle(bundle: Path, registry: Registry | None, *, allow_unsigned: bo
     for expected, sig_file in enumerate(files, start=1):
         sig = SignatureCheck(sig_file.path.name, sig_file.sequence, sig_file.role)
         check.signatures.append(sig)
-        data = sig_file.path.read_bytes()
+        try:
+            data = read_regular(sig_file.path, max_bytes=MAX_ENVELOPE_BYTES, what=sig_file.path.name)
+        except OSError as exc:
+            sig.problems.append(f"cannot be read: {exc.strerror or exc}")
+            data = b""
         if sig_file.sequence != expected:
             sig.problems.append(f"numbered {sig_file.sequence:02d} but is signature #{expected} (one missing or added)")
         try:
@@ -239,20 +284,64 @@ def verify_bundle(bundle: Path, registry: Registry | None, *, allow_unsigned: bo
                 previous_at = _check_statement(
                     sig, statement, manifest=manifest, manifest_sha256=check.manifest_sha256, prior=prior,
                     registry=registry, key_id=key_id, payload_type=payload_type, payload=payload,
-                    signature=signature, previous_at=previous_at) or previous_at
+                    signature=signature, previous_at=previous_at, run_end=check.run_end,
+                    verified_at=verified_at) or previous_at
         prior.append(data)
     for sig, order_problems in zip(check.signatures, roles.order_problems([s.statement for s in check.signatures])):
         sig.problems += order_problems
     _check_html_block(bundle, check)
+    if check.signatures:
+        check.notes.append(SIGNER_CLAIM_NOTE)
+        if not all("audit_anchor" in s.statement for s in check.signatures if s.statement):
+            check.notes.append("signatures made before audit anchoring carry no audit head: `rig audit verify "
+                               "--bundle` cannot check them against the log")
     check.seconds = time.perf_counter() - start
     return check
 
 
 def _check_html_block(bundle: Path, check: BundleCheck) -> None:
     try:
-        _, block = split_signature_block((bundle / REPORT_HTML).read_bytes())
+        _, block = split_signature_block(read_regular(bundle / REPORT_HTML, max_bytes=MAX_HTML_BYTES, what=REPORT_HTML))
     except (OSError, ValueError) as exc:
-        check.problems.append(f"{REPORT_HTML}: {exc}")
+        check.problems.append(f"{REPORT_HTML}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
         return
     if block != render_signature_block([s.statement for s in check.signatures]):
         check.problems.append(f"{REPORT_HTML}: signatures block does not match signatures/ (edited or stale)")
+
+
+def bundle_anchors(bundle: Path, log_id: str | None) -> tuple[list[Any], list[Any], list[str]]:
+    """What a bundle says about the audit log with first-entry hash ``log_id``: (anchors, expected
+    entries, problems) for ``reports.audit.verify_log``. Only signatures anchored to this log count;
+    one anchored to another log is a problem (the wrong log was given, or this one was rewritten
+    from its first entry)."""
+    from reports.audit import Anchor, Expected
+
+    anchors: list[Anchor] = []
+    expected: list[Expected] = []
+    problems: list[str] = []
+    files, _ = signature_files(bundle)
+    try:
+        report_id = load_manifest(bundle)[0].get("report_id")
+    except ValueError as exc:
+        return anchors, expected, [f"{bundle}: {exc}"]
+    for sig_file in files:
+        source = f"{report_id} signature #{sig_file.sequence:02d} ({sig_file.role})"
+        try:
+            data = read_regular(sig_file.path, max_bytes=MAX_ENVELOPE_BYTES, what=sig_file.path.name)
+            statement = load_json_bytes(open_envelope(data, sig_file.path.name)[0], "statement")
+        except (OSError, EnvelopeError, ValueError) as exc:
+            problems.append(f"{source}: unreadable: {exc}")
+            continue
+        anchor = statement.get("audit_anchor") if isinstance(statement, dict) else None
+        if not _anchor_ok(anchor):
+            problems.append(f"{source} carries no audit anchor (signed before anchoring): not checked")
+            continue
+        if anchor["log_id"] is not None and anchor["log_id"] != log_id:
+            problems.append(f"{source} is anchored to the audit log whose first entry is {anchor['log_id'][:16]}…, "
+                            f"not this one ({str(log_id)[:16]}…): the wrong log, or this log was rewritten from the start")
+            continue
+        if anchor["seq"]:
+            anchors.append(Anchor(source, int(anchor["seq"]), str(anchor["hash"])))
+        expected.append(Expected(source, "signature", "envelope_sha256", sha256_hex(data),
+                                 key_id=str(statement.get("key_id"))))
+    return anchors, expected, problems

@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import UsageError
+from rig.safeio import json_depth_problem, read_regular
 
 OUTCOMES = ("PASS", "FAIL", "ABORTED", "ERROR")
 INCOMPLETE = "INCOMPLETE"
+MAX_RECORD_BYTES = 1 << 30  # a record is events, not raw data (that is in raw/): 1 GiB is far beyond any run
 SUPERVISOR = "supervisor"  # the "by" of lines appended after the controller died (rig.engine.supervisor)
 
 
@@ -84,9 +86,11 @@ class RecordWriter:
         self.raw_dir = self.run_dir / "raw"
         self.raw_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "record.jsonl"
-        if self.path.exists():
-            raise UsageError(f"run record {self.path} already exists; refusing to overwrite it")
-        self._file = open(self.path, "a", encoding="utf-8")
+        try:  # exclusive and never through a symlink planted in the run directory
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            raise UsageError(f"run record {self.path} already exists; refusing to overwrite it") from None
+        self._file = open(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
 
     def append(self, event_type: str, **fields: Any) -> dict[str, Any]:
@@ -123,14 +127,11 @@ def append_after_crash(path: Path | str, events: list[dict[str, Any]]) -> None:
     """
     text = "".join(json.dumps({**e, "by": SUPERVISOR}, sort_keys=True, allow_nan=False, default=str) + "\n"
                    for e in events)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
     try:
         size = os.fstat(fd).st_size
-        if size:
-            with open(path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    text = "\n" + text
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            text = "\n" + text
         data = text.encode("utf-8")
         while data:
             data = data[os.write(fd, data):]
@@ -191,6 +192,9 @@ def _finite_float(text: str) -> float:
 
 
 def _parse_line(raw: bytes) -> dict[str, Any]:
+    too_deep = json_depth_problem(raw, "the line")
+    if too_deep:
+        raise ValueError(too_deep)
     event = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     if not isinstance(event, dict) or "type" not in event:
         raise ValueError("not an event object with a 'type'")
@@ -212,9 +216,13 @@ def read_record(path: Path | str) -> RunRecord:
     path = Path(path)
     if path.is_dir():
         path = path / "record.jsonl"
-    if not path.is_file():
-        raise UsageError(f"no run record at {path}")
-    lines = path.read_bytes().split(b"\n")
+    try:
+        data = read_regular(path, max_bytes=MAX_RECORD_BYTES, what=f"run record {path}")
+    except FileNotFoundError:
+        raise UsageError(f"no run record at {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read run record {path}: {exc.strerror or exc}") from None
+    lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     events: list[dict[str, Any]] = []

@@ -20,7 +20,7 @@ PACKAGES = ("rig", "instruments", "procedures", "reports")
 # Layer of each package prefix (the longest matching prefix wins); a module may import only modules
 # of its own layer or a lower one. Same number = peers that may import each other's files.
 LAYERS: dict[str, int] = {
-    "rig": 0, "rig.errors": 0, "rig.record": 0, "rig.identity": 0, "rig.textsafe": 0, "rig.secret_env": 0,
+    "rig": 0, "rig.errors": 0, "rig.record": 0, "rig.identity": 0, "rig.textsafe": 0, "rig.secret_env": 0, "rig.safeio": 0,
     "instruments": 1,
     "rig.analysis": 2,
     "reports": 2,

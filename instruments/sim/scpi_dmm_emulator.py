@@ -41,6 +41,7 @@ ERRORS = {
     -222: "Data out of range",
     -224: "Illegal parameter value",
     -350: "Error queue overflow",
+    -363: "Input buffer overrun",
 }
 
 
@@ -147,6 +148,11 @@ class ScpiDmmEmulator(Emulator):
             if reply is not None:
                 replies.append(reply)
         return (";".join(replies) + "\n").encode("ascii") if replies else None
+
+    def input_overrun(self) -> None:
+        """A line longer than the input buffer was discarded (called by the transport)."""
+        with self._lock:
+            self._queue(-363)
 
     def _queue(self, code: int) -> None:
         if len(self.errors) >= ERROR_QUEUE_DEPTH:

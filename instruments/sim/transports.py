@@ -18,19 +18,60 @@ from collections.abc import Callable
 from instruments.sim.emulator import Emulator
 
 
+MAX_REQUEST_BYTES = 64 * 1024  # an instrument's input buffer: a longer line is discarded, not kept
+
+
 class _RequestLoop:
-    """Frames a byte stream into requests and answers them, honouring injected faults."""
+    """Frames a byte stream into requests and answers them, honouring injected faults.
+
+    Bounded and linear: bytes already searched for the terminator are not searched again, and a
+    line longer than MAX_REQUEST_BYTES is discarded up to its terminator (the emulator's
+    ``input_overrun`` hook, if any, is told, as a real instrument queues an input-overrun error).
+    """
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._searched = 0  # bytes of _buffer known not to hold a terminator (minus its length - 1)
+        self._discarding = False
+
+    def _overrun(self) -> None:
+        hook = getattr(self.emulator, "input_overrun", None)
+        if callable(hook):
+            hook()
+
+    def _next_request(self, term: bytes) -> bytes | None:
+        """The next complete request, or None when more bytes are needed (overlong lines dropped)."""
+        while True:
+            at = self._buffer.find(term, self._searched)
+            if at < 0:
+                if len(self._buffer) > MAX_REQUEST_BYTES:
+                    keep = len(term) - 1  # a terminator may straddle the next read
+                    del self._buffer[:len(self._buffer) - keep]
+                    if not self._discarding:
+                        self._discarding = True
+                        self._overrun()
+                self._searched = max(0, len(self._buffer) - len(term) + 1)
+                return None
+            request = bytes(self._buffer[:at])
+            del self._buffer[:at + len(term)]
+            self._searched = 0
+            if self._discarding:  # the end of an overlong line: drop it, go on with the next
+                self._discarding = False
+                continue
+            if len(request) > MAX_REQUEST_BYTES:
+                self._overrun()
+                continue
+            return request
 
     def feed(self, data: bytes, send: Callable[[bytes], None]) -> bool:
         """Process incoming bytes; return False when the connection must be dropped."""
         self._buffer += data
         term = self.emulator.request_terminator
-        while term in self._buffer:
-            request, self._buffer = self._buffer.split(term, 1)
+        while True:
+            request = self._next_request(term)
+            if request is None:
+                return True
             fault = self.emulator.world.fault_of(self.emulator.name)
             if fault == "drop":
                 return False
@@ -42,7 +83,6 @@ class _RequestLoop:
             reply = self.emulator.handle(request)
             if reply:
                 send(reply)
-        return True
 
 
 class PtyPort:

@@ -7,6 +7,7 @@ line is reported with its line number and exit code 1.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from reports import audit
@@ -19,7 +20,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     path = audit.resolve_log_path(args.file, near=default_registry_path().parent)
     if not path.is_file():
         raise UsageError(f"no audit log at {path}")
-    check = audit.verify_log(path, expect_head=args.head)
+    anchors, expected, problems = [], [], []
+    if args.bundle:
+        from reports.verify import bundle_anchors
+
+        try:
+            log_id = audit.anchor_of(path)["log_id"]
+        except (OSError, ValueError) as exc:
+            log_id, problems = None, [f"cannot read the log's first entry: {exc}"]
+        for bundle in args.bundle:
+            found = bundle_anchors(Path(bundle), log_id)
+            anchors += found[0]
+            expected += found[1]
+            problems += found[2]
+    try:
+        check = audit.verify_log(path, expect_head=args.head, anchors=anchors, expected=expected)
+    except OSError as exc:
+        raise UsageError(f"cannot read audit log {path}: {exc.strerror or exc}") from None
+    check.problems += problems
     if check.ok:
         print(for_terminal(f"audit log {path}: OK, {check.entries} entries, head {check.head}"))
         return 0
@@ -37,4 +55,7 @@ def register(subparsers: Any) -> None:
     verify.add_argument("file", nargs="?", metavar="FILE",
                         help="audit log (default $RIG_AUDIT_LOG, else audit.jsonl next to the key registry)")
     verify.add_argument("--head", metavar="HASH", help="a head hash noted earlier: fail if it is no longer in the log")
+    verify.add_argument("--bundle", metavar="BUNDLE", nargs="+", default=None,
+                        help="report bundles whose signatures anchor this log: fail if an anchored entry is missing "
+                             "(truncated) or different (rewritten), or a signature's entry was cut out")
     verify.set_defaults(func=cmd_verify)

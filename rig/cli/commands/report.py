@@ -111,6 +111,8 @@ def print_check(check: BundleCheck, console: Console) -> None:
         mark = "[green]valid[/]" if sig.ok else "[red]INVALID[/]"
         console.print(f"  #{sig.sequence:02d} {for_markup(sig.role)}: {for_markup(str(s.get('printed_name', '?')))} "
                       f"at {for_markup(str(s.get('signed_at', '?')))} — {mark}")
+    for note in check.notes:
+        console.print(f"  [dim]note: {for_markup(note)}[/]")
     reasons = check.reasons()
     if reasons:
         console.print(f"[bold red]{len(reasons)} reason(s):[/]")
@@ -125,7 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     check = verify_bundle(bundle, registry, allow_unsigned=args.allow_unsigned)
     if args.json:
         print(json.dumps({"valid": check.ok, "report_id": check.report_id, "verdict": check.verdict,
-                          "reasons": check.reasons(), "bytes": check.bytes_hashed, "seconds": check.seconds}, indent=2))
+                          "reasons": check.reasons(), "notes": check.notes, "bytes": check.bytes_hashed, "seconds": check.seconds}, indent=2))
     else:
         print_check(check, Console(highlight=False))
     return 0 if check.ok else 1
