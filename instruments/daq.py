@@ -36,7 +36,7 @@ from nidaqmx.error_codes import DAQmxErrors
 from nidaqmx.stream_readers import AnalogMultiChannelReader, DigitalMultiChannelReader
 from nidaqmx.stream_writers import AnalogSingleChannelWriter, DigitalMultiChannelWriter
 
-from instruments.daq_channels import KINK, VALVES
+from instruments.daq_channels import KINK, OPTIONS, VALVES
 from instruments.daq_stream import StreamWriter
 from instruments.errors import (
     InstrumentDisconnected,
@@ -46,6 +46,7 @@ from instruments.errors import (
     SafeStateNotConfirmed,
 )
 from instruments.visa_instrument import Identity, in_range
+from rig.settings import check_options
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,12 @@ class Daq:
         self.timeout_ms = timeout_ms
         self.grpc_server = grpc_server
         options = dict(options or {})
-        self.rate_hz = self._positive(options, "sample_rate_hz", 100.0)
-        self.chunk_samples = int(self._positive(options, "chunk_samples", max(1, int(self.rate_hz / 10))))
+        try:  # the station loader checked these already; direct construction is checked here
+            checked = check_options(options, OPTIONS, f"instruments.{name}.options")
+        except ValueError as exc:
+            raise DaqConfigError(str(exc)) from None
+        self.rate_hz = float(checked["sample_rate_hz"])
+        self.chunk_samples = int(checked.get("chunk_samples", max(1, int(self.rate_hz / 10))))
         self.ai_channels, self.kink_physical, self.valve_physical = self._wiring(options.get("channels") or {})
         self._grpc_channel: grpc.Channel | None = None
         if grpc_server == "sim":
@@ -178,16 +183,6 @@ class Daq:
             raise
 
     # -- configuration ------------------------------------------------------------------------
-
-    def _positive(self, options: dict[str, Any], key: str, default: float) -> float:
-        value = options.get(key, default)
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if not number > 0:
-            raise DaqConfigError(f"instruments.{self.name}.options.{key} must be a positive number, got {value!r}")
-        return number
 
     def _wiring(self, channels: dict[str, Any]) -> tuple[list[AiChannel], str | None, dict[str, str]]:
         ai: list[AiChannel] = []

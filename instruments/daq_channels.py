@@ -1,9 +1,102 @@
-"""Names of the DAQ's output roles in the station file (``[instruments.daq.options.channels]``).
+"""The DAQ's options as the station file gives them (``[instruments.daq.options]``): sample rate,
+chunk size and the channel wiring, with the names of its output roles.
 
-Why a module of its own: the station-file validator, the DAQ driver and the simulated device must
-agree on these names, and validating a station must not import nidaqmx (about a quarter of a
-second, paid by every command that loads rig.toml) just to learn them.
+Why a module of its own: the station-file loader, the DAQ driver and the simulated device must
+agree on these, and validating a station must not import nidaqmx (about a quarter of a second,
+paid by every command that loads rig.toml) just to learn them. ``OPTIONS`` is the one declaration;
+the driver checks its own options with it too.
 """
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rig.settings import NAME, Key, Problems, Schema, join, show, type_name
 
 VALVES = ("occlusion_valve", "leak_valve", "disconnect_valve")  # digital lines, high = fault
 KINK = "kink_valve"  # analog output, 0..100 % restriction
+
+_PHYSICAL = {
+    "ai": re.compile(r"ai\d{1,3}"),
+    "ao": re.compile(r"ao\d{1,3}"),
+    "do": re.compile(r"port\d{1,2}/line\d{1,2}"),
+}
+
+
+def channel_type(physical: str) -> str | None:
+    """"ai", "ao" or "do" for a physical line name without the device ("ai0", "port0/line1")."""
+    for ctype, pattern in _PHYSICAL.items():
+        if pattern.fullmatch(physical):
+            return ctype
+    return None
+
+
+def _nonzero(v: float) -> str | None:
+    return None if v != 0 else "0 is not allowed; expected a non-zero number "
+
+
+_CHANNEL_PHYSICAL = Key("str", required=True, check=lambda v: None if channel_type(v) else (
+    f"{show(v)} is not a physical channel; expected \"aiN\", \"aoN\" or \"portN/lineM\" "
+    "(without the device name)"))
+_CHANNEL_SPECS: dict[str, Schema] = {
+    "ai": {
+        "physical": _CHANNEL_PHYSICAL,
+        "scale_per_volt": Key("number", required=True, check=_nonzero),
+        "offset": Key("number", default=0.0),
+        "unit": Key("str", required=True),
+    },
+    "ao": {"physical": _CHANNEL_PHYSICAL, "unit": Key("str")},
+    "do": {"physical": _CHANNEL_PHYSICAL, "unit": Key("str")},
+}
+
+
+def _channels(channels: dict[str, Any], path: str, problems: Problems) -> None:
+    """Each channel: a valid name, a physical line, the keys of its type, one role per output."""
+    lines: dict[str, str] = {}
+    for name, table in channels.items():
+        where = join(path, name)
+        if not NAME.fullmatch(name):
+            problems.add(where, f"{show(name)} is not a valid channel name; use lower-case letters, "
+                         "digits and _, starting with a letter")
+        if not isinstance(table, dict):
+            problems.add(where, f"{show(table)} has the wrong type ({type_name(table)}); expected "
+                         "a table such as { physical = \"ai0\", scale_per_volt = 1.0, unit = \"V\" }")
+            continue
+        physical = table.get("physical")
+        ctype = channel_type(physical) if isinstance(physical, str) else None
+        if ctype is None:
+            # Without a valid physical line we cannot tell which keys belong; check only it.
+            only = {"physical": physical} if "physical" in table else {}
+            problems.table(only, where, {"physical": _CHANNEL_PHYSICAL})
+            continue
+        problems.table(table, where, _CHANNEL_SPECS[ctype])
+        role = _role_problem(name, ctype)
+        if role:
+            problems.add(f"{where}.physical", f"{show(physical)} {role}")
+        if physical in lines:
+            problems.add(f"{where}.physical", f"{show(physical)} is already used by channel "
+                         f"{show(lines[physical])}; each channel needs its own physical line")
+        else:
+            lines[physical] = name
+
+
+def _role_problem(name: str, ctype: str) -> str | None:
+    """Outputs drive the fault valves, so their channel names say which valve (the driver's rule)."""
+    if ctype == "ao" and name != KINK:
+        return (f"is an analog output; the DAQ driver drives only the channel named {show(KINK)} "
+                "from an AO (0..10 V = 0..100 % restriction)")
+    if ctype == "do" and name not in VALVES:
+        return ("is a digital line; the DAQ driver drives only valves named "
+                + ", ".join(show(v) for v in VALVES))
+    return None
+
+
+# The options of the nidaqmx driver (instruments.daq.Daq).
+OPTIONS: Schema = {
+    "sample_rate_hz": Key("number", default=100.0, low=1, high=250_000, unit="Hz"),
+    "chunk_samples": Key("int", low=1, high=1_000_000, unit="samples"),  # default: 0.1 s of samples
+    "channels": Key("table", validate=_channels),
+}
+
+__all__ = ["KINK", "OPTIONS", "VALVES", "channel_type"]

@@ -38,6 +38,7 @@ from instruments.errors import (
 )
 from instruments.pump import PumpAlarm
 from instruments.visa_instrument import Identity, VisaInstrument, in_range
+from instruments.drivers import DRIVERS
 
 STX, ETX = "\x02", "\x03"
 
@@ -71,7 +72,8 @@ VOLUME_UNITS_PER_ML = {"ML": 1.0, "UL": 1000.0}
 
 # Limits: the diameter range the NE-1000 accepts, and its fastest pusher speed, derived from the
 # brochure figure of 2100 mL/h maximum with a B-D 60 mL syringe (26.59 mm inside diameter).
-DIAMETER_RANGE_MM = (0.1, 80.0)
+OPTIONS = DRIVERS["ne1000"].options  # what it reads from the station file, declared in the catalog
+DIAMETER_RANGE_MM = (OPTIONS["syringe_diameter_mm"].low, OPTIONS["syringe_diameter_mm"].high)
 MAX_PUSHER_SPEED_MM_H = 2100.0 * 1000.0 / (math.pi / 4 * 26.59**2)  # ~3782 mm/h
 MIN_RATE_ML_H = 0.001 / 1000.0  # smallest expressible: "0.001" µL/h
 
@@ -147,9 +149,10 @@ class NE1000(VisaInstrument):
 
     def __init__(self, name: str, resource: Any, **kwargs: Any) -> None:
         super().__init__(name, resource, **kwargs)
-        address = self.options.get("address", 0)
-        if not isinstance(address, int) or isinstance(address, bool) or not 0 <= address <= 99:
-            raise ValueError(f"{name}: options.address must be an integer 0..99, got {address!r}")
+        rule = OPTIONS["address"]
+        address = self.options.get("address", rule.default)
+        if not isinstance(address, int) or isinstance(address, bool) or not rule.in_range(address):
+            raise ValueError(f"{name}: options.address must be an integer {rule.low}..{rule.high}, got {address!r}")
         self.address = address
         diameter = self.options.get("syringe_diameter_mm")
         self._diameter_mm: float | None = (

@@ -35,6 +35,7 @@ from instruments.errors import (
     SafeStateNotConfirmed,
 )
 from instruments.visa_instrument import Identity, VisaInstrument, in_range
+from instruments.drivers import DRIVERS
 
 _VOLUME1 = re.compile(r"^(\d)(\d{3})E([+-]\d)$")
 _VOLUME2 = re.compile(r"^(\d)(\d{3})([+-]\d)$")
@@ -44,7 +45,8 @@ _TUBING = re.compile(r"^(\d+(?:\.\d+)?) mm$", re.IGNORECASE)
 _HEAD = re.compile(r"^(\d)(\d{2})$")
 
 ML_PER_UNIT = {"ul": 1e-3, "ml": 1.0, "l": 1e3}
-TUBING_RANGE_MM = (0.13, 3.17)  # the Reglo ICC tubing list runs from 0.13 to 3.17 mm ID
+OPTIONS = DRIVERS["reglo_icc"].options  # what it reads from the station file, declared in the catalog
+TUBING_RANGE_MM = (OPTIONS["tubing_inner_diameter_mm"].low, OPTIONS["tubing_inner_diameter_mm"].high)
 MIN_RATE_ML_H = 1e-6  # Volume Type 2 reaches 1.000E-9 mL/min; keep a sane floor
 # Commands answered by one status character; the rest answer data lines.
 STATUS_COMMANDS = frozenset({"H", "I", "J", "K", "E", "M", "L", "W", "-", "A", "B"})
@@ -114,9 +116,10 @@ class RegloICC(VisaInstrument):
 
     def __init__(self, name: str, resource: Any, **kwargs: Any) -> None:
         super().__init__(name, resource, **kwargs)
-        address = self.options.get("address", 1)
-        if not isinstance(address, int) or isinstance(address, bool) or not 1 <= address <= 8:
-            raise ValueError(f"{name}: options.address must be an integer 1..8, got {address!r}")
+        rule = OPTIONS["address"]
+        address = self.options.get("address", rule.default)
+        if not isinstance(address, int) or isinstance(address, bool) or not rule.in_range(address):
+            raise ValueError(f"{name}: options.address must be an integer {rule.low}..{rule.high}, got {address!r}")
         self.address = address
         tubing = self.options.get("tubing_inner_diameter_mm", self.options.get("tubing_id_mm"))
         self._tubing_mm: float | None = None if tubing is None else self._check_tubing(tubing)

@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from instruments.registry import DRIVERS
+from instruments.drivers import DRIVERS
 from rig.cli.main import main
 from rig.errors import BenchError
 from rig.station.bench import Bench
@@ -35,7 +35,7 @@ SHIPPED_SERIALS = {"pump": "NE1000-SIM-0001", "balance": "B123456789", "dmm": "M
 
 def _sim_modules(drivers: list[str]) -> list[str]:
     """Modules the simulated bench and the controller need for these drivers."""
-    from instruments.sim.registry import DAQ_DRIVER, DAQ_SERVER, EMULATORS
+    from instruments.sim.emulators import DAQ_DRIVER, DAQ_SERVER, EMULATORS
 
     modules = ["instruments.sim.launcher", "instruments.sim.server"]
     for driver in drivers:
@@ -304,3 +304,23 @@ def test_check_help_explains_exit_codes(capsys: pytest.CaptureFixture[str]) -> N
     assert "--station FILE" in text and "RIG_STATION" in text
     for code in ("0 ", "2 ", "3 "):
         assert f"  {code}" in text
+
+
+@pytest.mark.parametrize(("edit", "path", "gist"), [
+    # a typo in [detection] used to pass rig check and end the run mid-way (exit 3, record written)
+    (("[station]", "[detection]\noccluson = { persist_s = 30 }\n\n[station]"), "detection.occluson",
+     'did you mean "occlusion"?'),
+    # an option outside the range the driver itself accepts (the NE-1000 takes 0.1..80 mm)
+    (("syringe_diameter_mm = 14.43", "syringe_diameter_mm = 81"), "instruments.pump.options.syringe_diameter_mm",
+     "81 is out of range; expected a number in 0.1..80 mm"),
+])
+def test_check_rejects_a_bad_setting_with_exit_2_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str], path: str, gist: str
+) -> None:
+    assert edit[0] in SHIPPED_TEXT
+    station = tmp_path / "rig.toml"
+    station.write_text(SHIPPED_TEXT.replace(edit[0], edit[1], 1), encoding="utf-8")
+    code, output = run_check(capsys, station)
+    assert code == 2, output
+    assert f"{path}: " in output and gist in output
+    assert "Station " not in output  # nothing was opened: the table of instruments never printed

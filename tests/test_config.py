@@ -76,7 +76,7 @@ occlusion_valve = { physical = "port0/line0" }
 leak_valve = { physical = "port0/line1" }
 
 [detection]
-pressure_slope_kpa_min = 0.5
+settle_s = 45.0
 """
 
 SIM = SHIPPED.read_text(encoding="utf-8")
@@ -219,8 +219,21 @@ BAD = [
                                        "address = 1\ntubing_inner_diameter_mm = 5.0")],
      "instruments.pump.options.tubing_inner_diameter_mm", r"5\.0 is out of range.*0\.13\.\.3\.17 mm",
      True),
-    ("detection-not-number", HARDWARE, [("pressure_slope_kpa_min = 0.5", 'pressure_slope_kpa_min = "fast"')],
-     "detection.pressure_slope_kpa_min", r'"fast" has the wrong type \(string\); expected a number', True),
+    ("detection-not-number", HARDWARE, [("settle_s = 45.0", 'settle_s = "fast"')],
+     "detection.settle_s", r'"fast" has the wrong type \(string\); expected a number', True),
+    # [detection] is checked with the detectors' own schema when the file loads, not mid-run
+    ("detection-typo", HARDWARE, [("settle_s = 45.0", "setle_s = 45.0")],
+     "detection.setle_s", r'unknown key \(value 45\.0\) \(did you mean "settle_s"\?\); allowed keys: .*learn_s', True),
+    ("detection-sub-table-range", HARDWARE, [("settle_s = 45.0", "[detection.leak]\nflow_deficit_allowance_pct = 150")],
+     "detection.leak.flow_deficit_allowance_pct", r"150 is out of range; expected a number > 0 and <= 100", True),
+    ("detection-cross-rule", HARDWARE, [("settle_s = 45.0", "[detection.occlusion]\nrise_ratio_min = 4.0")],
+     "detection.occlusion", r"rise_ratio_min \(4\) must be below rise_ratio_max \(3\)", True),
+    # the driver's own range (the NE-1000 takes 0.1..80 mm syringes), one declaration for both
+    ("syringe-too-wide", HARDWARE, [("syringe_diameter_mm = 14.43", "syringe_diameter_mm = 90")],
+     "instruments.pump.options.syringe_diameter_mm", r"90 is out of range; expected a number in 0\.1\.\.80 mm", True),
+    # what only the emulator reads is checked with the emulator's declaration
+    ("sim-option-range", SIM, [("[instruments.balance]", "[instruments.balance.options]\nzero_range_pct = 200\n\n[instruments.balance]")],
+     "instruments.balance.options.zero_range_pct", r"200 is out of range; expected a number in 0\.\.100 %", True),
     ("instrument-name", HARDWARE, [("[instruments.dmm]", '[instruments."DMM 1"]')],
      'instruments."DMM 1"', r'"DMM 1" is not a valid instrument name', True),
     ("seed-negative", SIM, [("seed = 1", "seed = -1")],
@@ -318,7 +331,7 @@ def test_hardware_station_resolves_paths_and_keeps_sections(tmp_path: Path) -> N
     sub.mkdir()
     station = load_station(write(sub, HARDWARE, "rig-02.toml"))
     assert station.runs_dir == sub / "records" / "runs"
-    assert station.sections == {"detection": {"pressure_slope_kpa_min": 0.5}}
+    assert station.sections == {"detection": {"settle_s": 45.0}}
     assert station.instruments["dmm"].timeout_ms == 1000  # default
     assert station.instruments["daq"].grpc_server is None
     # The driver's copy of options is not the snapshot's: editing one leaves Station.raw intact.
@@ -382,3 +395,48 @@ def test_cli_uses_rig_station_env(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert 'station.mode: "lab" is not allowed' in proc.stderr
+
+
+# -- one schema per component ---------------------------------------------------------------------
+
+
+def test_a_syringe_the_driver_accepts_is_accepted_by_the_station_file(tmp_path: Path) -> None:
+    """The NE-1000 takes 0.1..80 mm syringes; the station file used to stop at 50 mm."""
+    from instruments.ne1000 import DIAMETER_RANGE_MM
+
+    station = load_station(write(tmp_path, edited(HARDWARE, ("syringe_diameter_mm = 14.43",
+                                                             "syringe_diameter_mm = 60"))))
+    assert station.instruments["pump"].options["syringe_diameter_mm"] == 60
+    assert DIAMETER_RANGE_MM == (0.1, 80.0)
+
+
+def test_a_driver_without_an_options_schema_is_a_clear_load_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from instruments import drivers
+
+    bare = drivers.DriverInfo("syringe_pump", "instruments.ne1000:NE1000", "registered without options")
+    monkeypatch.setitem(drivers.DRIVERS, "ne1000", bare)
+    (problem,) = problems_of(write(tmp_path, HARDWARE))
+    assert problem.startswith("instruments.pump.options: driver \"ne1000\" declares no options")
+    assert "every driver must declare the options it reads" in problem
+
+
+def test_options_only_an_emulator_reads_are_checked_with_its_declaration(tmp_path: Path) -> None:
+    from instruments.sim.mt_sics_emulator import MTSicsEmulator
+
+    assert MTSicsEmulator.SIM_OPTIONS["zero_range_pct"].high == 100
+    station = load_station(write(tmp_path, edited(SIM, (
+        "[instruments.balance]", '[instruments.balance.options]\nmodel = "XPE205"\n\n[instruments.balance]'))))
+    assert station.instruments["balance"].options == {"model": "XPE205"}
+
+
+def test_a_hardware_station_without_emulator_options_loads_no_simulator(tmp_path: Path) -> None:
+    path = write(tmp_path, HARDWARE)
+    code = ("import sys; from rig.station.config import load_station; "
+            f"load_station({str(path)!r}); "
+            "print(sorted(m for m in sys.modules if m.startswith('instruments.sim') "
+            "and m != 'instruments.sim.emulators' and m != 'instruments.sim'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == "[]"

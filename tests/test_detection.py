@@ -171,11 +171,12 @@ def test_params_reject_unknown_keys_and_bad_values_naming_each() -> None:
         })
     problems = err.value.problems
     text = str(err.value)
-    assert "detection.setle_s: unknown parameter; allowed:" in text and "settle_s" in text
-    assert "detection.learn_s: -1 is out of range; must be > 0" in text
-    assert "detection.occlusion.persist_s: 'long' is not a number" in text
-    assert "detection.occlusion.window_z: True is not a number" in text
-    assert "detection.kink: must be a table of parameters" in text
-    assert "detection.leak.flow_deficit_allowance_pct: 150 is out of range; must be > 0 and <= 100" in text
-    assert "rise_ratio_min (4) must be below rise_ratio_max (3)" in text
+    # the station file's one-line form (rig.settings): key path, value as written, what is allowed
+    assert 'detection.setle_s: unknown key (value 30) (did you mean "settle_s"?); allowed keys:' in text
+    assert "detection.learn_s: -1 is out of range; expected a number > 0" in text
+    assert 'detection.occlusion.persist_s: "long" has the wrong type (string); expected a number' in text
+    assert "detection.occlusion.window_z: true has the wrong type (boolean); expected a number" in text
+    assert "detection.kink: 3 has the wrong type (integer); expected a table" in text
+    assert "detection.leak.flow_deficit_allowance_pct: 150 is out of range; expected a number > 0 and <= 100" in text
+    assert "detection.occlusion: rise_ratio_min (4) must be below rise_ratio_max (3)" in text
     assert len(problems) == 7

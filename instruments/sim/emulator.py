@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from instruments.sim.world import SimWorld
+from rig.settings import Schema, check_options
 
 
 class Emulator(ABC):
@@ -17,6 +18,9 @@ class Emulator(ABC):
 
     request_terminator: ClassVar[bytes] = b"\r\n"
     kind: ClassVar[str] = "instrument"
+    # Options only the emulator reads (what the emulated unit reports, how its head is built), in
+    # the same station-file table as its driver's options; the station loader checks them too.
+    SIM_OPTIONS: ClassVar[Schema] = {}
 
     def __init__(
         self,
@@ -30,6 +34,8 @@ class Emulator(ABC):
         self.world = world
         self.serial = serial
         self.options = dict(options or {})  # the station file's options table for this instrument
+        # SIM_OPTIONS with their defaults (ValueError naming the option if one is out of range)
+        self.sim_options = check_options(self.options, self.SIM_OPTIONS, f"instruments.{name}.options")
 
     @abstractmethod
     def handle(self, request: bytes) -> bytes | None:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from instruments.sim.emulator import Emulator
 from instruments.sim.model import FluidLine
 from instruments.sim.world import SimWorld
+from rig.settings import Key, Schema
 
 WEIGHT_FIELD_CHARS = 10  # MT-SICS: weight value right-aligned in a 10-character field
 GENERAL_ERRORS = ("ES", "ET", "EL")
@@ -41,6 +42,12 @@ class MTSicsEmulator(Emulator):
 
     kind: ClassVar[str] = "balance"
     request_terminator: ClassVar[bytes] = b"\r\n"
+    SIM_OPTIONS: ClassVar[Schema] = {  # what the emulated unit reports and how it settles
+        "model": Key("str", default="XS205DU"),
+        "software": Key("str", default="3.10 10.28.0.493.142"),
+        "zero_range_pct": Key("number", default=2.0, low=0, high=100, unit="%"),
+        "stability_wait_s": Key("number", default=1.0, low=0, high=60, unit="s"),
+    }
 
     def __init__(
         self,
@@ -51,10 +58,10 @@ class MTSicsEmulator(Emulator):
         options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(name, world, serial=serial, options=options)
-        self.model_name = str(self.options.get("model", "XS205DU"))
-        self.software = str(self.options.get("software", "3.10 10.28.0.493.142"))
-        self.zero_range_pct = float(self.options.get("zero_range_pct", 2.0))
-        self.stability_wait_s = float(self.options.get("stability_wait_s", 1.0))
+        self.model_name = self.sim_options["model"]
+        self.software = self.sim_options["software"]
+        self.zero_range_pct = float(self.sim_options["zero_range_pct"])
+        self.stability_wait_s = float(self.sim_options["stability_wait_s"])
         # The zero point (gross g) set by Z; the model's balance_tare_g = zero point + tare, so
         # a T after a Z reports the tare relative to the zero point, as the real balance does.
         self.zero_point_g = 0.0

@@ -39,6 +39,7 @@ from instruments.sim.emulator import Emulator
 from instruments.sim.model import FluidLine
 from instruments.sim.pump_mechanism import DisplacementCounter
 from instruments.sim.world import SimWorld
+from rig.settings import Key, Schema
 
 LEAD_SCREW_PITCH_MM = 25.4 / 16  # 16 threads per inch (assumed, see module docstring)
 MICROSTEPS_PER_TURN = 200 * 16
@@ -77,11 +78,12 @@ class NE1000Emulator(Emulator):
 
     kind: ClassVar[str] = "syringe_pump"
     request_terminator: ClassVar[bytes] = b"\r"
+    SIM_OPTIONS: ClassVar[Schema] = {"firmware": Key("str", default=FIRMWARE)}  # what VER reports
 
     def __init__(self, name: str, world: SimWorld, **kwargs: Any) -> None:
         super().__init__(name, world, **kwargs)
         self.address = int(self.options.get("address", 0))
-        self.firmware = str(self.options.get("firmware", FIRMWARE))
+        self.firmware = self.sim_options["firmware"]
         self._paused = False
         self._rate_units = "MH"
         self._volume_units = "ML"

@@ -30,6 +30,7 @@ from instruments.sim.emulator import Emulator
 from instruments.sim.model import FluidLine
 from instruments.sim.pump_mechanism import DisplacementCounter
 from instruments.sim.world import SimWorld
+from rig.settings import Key, Schema
 
 EFFECTIVE_PATH_MM = 50.0  # occluded tubing length displaced per head revolution (assumed)
 MAX_RPM = 100.0
@@ -59,13 +60,14 @@ class RegloICCEmulator(Emulator):
 
     kind: ClassVar[str] = "peristaltic_pump"
     request_terminator: ClassVar[bytes] = b"\r"
+    SIM_OPTIONS: ClassVar[Schema] = {"channels": Key("int", default=DEFAULT_CHANNELS, low=1, high=4)}  # of the head
 
     def __init__(self, name: str, world: SimWorld, **kwargs: Any) -> None:
         super().__init__(name, world, **kwargs)
         opts = self.options
         self.address = int(opts.get("address", 1))
         self.rollers = int(opts.get("rollers", DEFAULT_ROLLERS))
-        self.channels = int(opts.get("channels", DEFAULT_CHANNELS))
+        self.channels = self.sim_options["channels"]
         self.mode = "M"
         self.events = "0"
         tubing = opts.get("tubing_inner_diameter_mm", opts.get("tubing_id_mm", DEFAULT_TUBING_MM))

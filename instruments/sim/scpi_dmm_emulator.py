@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from instruments.sim.emulator import Emulator
 from instruments.sim.world import SimWorld
+from rig.settings import Key, Schema
 
 RANGES_V = (0.1, 1.0, 10.0, 100.0, 1000.0)
 OVERRANGE = 1.2  # Truevolt DMMs read to 120 % of range
@@ -83,6 +84,13 @@ class ScpiDmmEmulator(Emulator):
 
     kind: ClassVar[str] = "dmm"
     request_terminator: ClassVar[bytes] = b"\n"
+    SIM_OPTIONS: ClassVar[Schema] = {  # how the flow sensor is wired to it, and what *IDN? reports
+        "volts_per_ul_min": Key("number", default=0.1,
+                                check=lambda v: None if v != 0 else "0 is not allowed; expected a non-zero number"),
+        "manufacturer": Key("str", default="Keysight Technologies"),
+        "model": Key("str", default="34465A"),
+        "firmware": Key("str", default="A.02.14-02.40-02.14-00.49-03-01"),
+    }
 
     def __init__(
         self,
@@ -93,15 +101,9 @@ class ScpiDmmEmulator(Emulator):
         options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(name, world, serial=serial, options=options)
-        self.volts_per_ul_min = float(self.options.get("volts_per_ul_min", 0.1))
-        self.idn = ",".join(
-            [
-                str(self.options.get("manufacturer", "Keysight Technologies")),
-                str(self.options.get("model", "34465A")),
-                serial,
-                str(self.options.get("firmware", "A.02.14-02.40-02.14-00.49-03-01")),
-            ]
-        )
+        self.volts_per_ul_min = float(self.sim_options["volts_per_ul_min"])
+        self.idn = ",".join([self.sim_options["manufacturer"], self.sim_options["model"], serial,
+                             self.sim_options["firmware"]])
         self.range_v: float | None = None  # None = autorange
         self.last_reading_v: float | None = None
         self.errors: list[int] = []

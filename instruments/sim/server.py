@@ -17,7 +17,7 @@ from typing import Any
 from instruments.sim.control_server import ControlHandler, ControlServer
 from instruments.sim.emulator import Emulator
 from instruments.sim.model import LineParams
-from instruments.sim.registry import DAQ_DRIVER, DAQ_SERVER, PUMP_KINDS, emulator_for
+from instruments.sim.emulators import DAQ_DRIVER, DAQ_SERVER, PUMP_KINDS, emulator_for
 from instruments.sim.transports import PtyPort, TcpPort
 from instruments.sim.world import SimWorld
 from rig.errors import BenchError

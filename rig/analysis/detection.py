@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rig.errors import ConfigError
+from rig.settings import Key, Problems, Schema
 
 S_PER_H = 3600.0
 UL_MIN_PER_ML_H = 1000.0 / 60.0
@@ -140,34 +141,15 @@ class DetectionParams:
 
     @classmethod
     def from_dict(cls, table: Mapping[str, Any], source: str = "[detection]") -> DetectionParams:
-        """Build from a TOML table; raises ConfigError listing every unknown key or bad value."""
-        problems: list[str] = []
-        top = _read_fields(cls, table, "detection", problems)
-        for name, sub_cls, default in (
-            ("occlusion", OcclusionParams, OcclusionParams()),
-            ("kink", KinkParams, KinkParams()),
-            ("leak", FlowLossParams, _leak_defaults()),
-            ("disconnect", FlowLossParams, _disconnect_defaults()),
-        ):
-            sub = table.get(name, {})
-            if not isinstance(sub, Mapping):
-                problems.append(f"detection.{name}: must be a table of parameters, got {sub!r}")
-                continue
-            values = _read_fields(sub_cls, sub, f"detection.{name}", problems)
-            top[name] = _replace(default, values)
-        occ = top.get("occlusion", OcclusionParams())
-        if occ.rise_ratio_min >= occ.rise_ratio_max:
-            problems.append(
-                f"detection.occlusion: rise_ratio_min ({occ.rise_ratio_min:g}) must be below "
-                f"rise_ratio_max ({occ.rise_ratio_max:g})"
-            )
-        if occ.window_min_s > occ.window_max_s:
-            problems.append(
-                f"detection.occlusion: window_min_s ({occ.window_min_s:g}) must not exceed "
-                f"window_max_s ({occ.window_max_s:g})"
-            )
-        if problems:
-            raise ConfigError(problems, source=source)
+        """Build from a TOML table; raises ConfigError listing every unknown key or bad value
+        (the station loader reports the same problems with ``SETTINGS`` when rig.toml loads)."""
+        problems = Problems()
+        problems.table(dict(table), "detection", SETTINGS)
+        if problems.items:
+            raise ConfigError(problems.items, source=source)
+        top: dict[str, Any] = {k: float(v) for k, v in table.items() if k not in _SUB_TABLES}
+        for name, default in _SUB_TABLES.items():
+            top[name] = _replace(default, {k: float(v) for k, v in table.get(name, {}).items()})
         return cls(**top)
 
     @staticmethod
@@ -183,35 +165,37 @@ class DetectionParams:
         return out
 
 
-def _scalar_fields(cls_: type) -> dict[str, Any]:
-    return {f.name: f for f in fields(cls_) if "doc" in f.metadata}
+def _schema_of(cls_: type) -> Schema:
+    """The numeric parameters of a parameter class, with the ranges declared on its fields."""
+    return {f.name: Key("number", low=f.metadata["lo"], low_open=f.metadata["lo_open"],
+                        high=None if math.isinf(f.metadata["hi"]) else f.metadata["hi"])
+            for f in fields(cls_) if "doc" in f.metadata}
 
 
-def _read_fields(cls_: type, table: Mapping[str, Any], where: str, problems: list[str]) -> dict[str, Any]:
-    allowed = _scalar_fields(cls_)
-    tables = {f.name for f in fields(cls_)} - set(allowed)
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key in tables:
-            continue
-        if key not in allowed:
-            problems.append(
-                f"{where}.{key}: unknown parameter; allowed: {', '.join(sorted(allowed) + sorted(tables))}"
-            )
-            continue
-        meta = allowed[key].metadata
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            problems.append(f"{where}.{key}: {value!r} is not a number")
-            continue
-        lo, hi = meta["lo"], meta["hi"]
-        too_low = value <= lo if meta["lo_open"] else value < lo
-        if too_low or value > hi:
-            low = f"> {lo:g}" if meta["lo_open"] else f">= {lo:g}"
-            high = "" if math.isinf(hi) else f" and <= {hi:g}"
-            problems.append(f"{where}.{key}: {value!r} is out of range; must be {low}{high}")
-            continue
-        values[key] = float(value)
-    return values
+def _occlusion_rules(table: dict[str, Any], where: str, problems: Problems) -> None:
+    """Rules across the occlusion parameters (each with its default when not given)."""
+    default = OcclusionParams()
+    low = table.get("rise_ratio_min", default.rise_ratio_min)
+    high = table.get("rise_ratio_max", default.rise_ratio_max)
+    if low >= high:
+        problems.add(where, f"rise_ratio_min ({low:g}) must be below rise_ratio_max ({high:g})")
+    shortest = table.get("window_min_s", default.window_min_s)
+    longest = table.get("window_max_s", default.window_max_s)
+    if shortest > longest:
+        problems.add(where, f"window_min_s ({shortest:g}) must not exceed window_max_s ({longest:g})")
+
+
+# The [detection] table of the station file: checked once when rig.toml loads (rig.station.config)
+# and again by from_dict; the defaults of each sub-table are its own (leak and disconnect differ).
+_SUB_TABLES: dict[str, Any] = {"occlusion": OcclusionParams(), "kink": KinkParams(),
+                               "leak": _leak_defaults(), "disconnect": _disconnect_defaults()}
+SETTINGS: Schema = {
+    **_schema_of(DetectionParams),
+    "occlusion": Key("table", schema=_schema_of(OcclusionParams), validate=_occlusion_rules),
+    "kink": Key("table", schema=_schema_of(KinkParams)),
+    "leak": Key("table", schema=_schema_of(FlowLossParams)),
+    "disconnect": Key("table", schema=_schema_of(FlowLossParams)),
+}
 
 
 def _replace(obj: Any, values: dict[str, Any]) -> Any:
@@ -704,6 +688,7 @@ __all__ = [
     "Baseline",
     "Cusum",
     "DetectionParams",
+    "SETTINGS",
     "Detector",
     "DualCusumDetector",
     "DetectorBank",

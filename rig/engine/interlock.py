@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from instruments.daq import Daq, DaqChunk
+from rig.station.config import SAFETY
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ class Interlock:
         daq: Daq,
         on_trip: Callable[[str], None],
     ) -> None:
-        if not limit_kpa > 0:
-            raise ValueError(f"safety.max_line_pressure_kpa must be a positive number, got {limit_kpa!r}")
+        rule = SAFETY["max_line_pressure_kpa"]  # the station file's declaration: one range for both
+        if isinstance(limit_kpa, bool) or not isinstance(limit_kpa, (int, float)) or not rule.in_range(limit_kpa):
+            raise ValueError(f"safety.max_line_pressure_kpa must be {rule.describe()}, got {limit_kpa!r}")
         self.limit_kpa = float(limit_kpa)
         self.stop_pump = stop_pump
         self.daq = daq

@@ -16,7 +16,7 @@ from typing import Any
 class InstrumentConfig:
     name: str  # the table name under [instruments], e.g. "pump"
     kind: str  # syringe_pump | peristaltic_pump | balance | dmm | daq
-    driver: str  # key of instruments.registry.DRIVERS
+    driver: str  # key of instruments.drivers.DRIVERS
     resource: str  # VISA resource, NI device name, or "sim"
     serial: str
     calibration_due: _dt.date

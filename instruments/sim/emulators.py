@@ -1,9 +1,11 @@
-"""Driver name (as in rig.toml) -> the emulator that plays that instrument, and its transport.
+"""The emulators: driver name (as in rig.toml) -> the emulator that plays that instrument, its
+transport, and the options it reads.
 
-Why a separate registry from instruments.registry: the controller's registry maps a driver to the
-code that *talks to* an instrument; this one maps it to the code that *is* the instrument on the
-simulated bench. Emulators are imported lazily by "module:Class" so a station only pays for the
-emulators it uses. The NI-DAQmx device is not an Emulator (it is a gRPC server); it is started by
+Why a separate catalog from instruments.drivers: that one maps a driver to the code that *talks to*
+an instrument; this one maps it to the code that *is* the instrument on the simulated bench.
+Emulators are imported lazily by "module:Class" so a station only pays for the emulators it uses;
+this module itself holds no simulator code, which is why the station loader may read it (to check
+the options only an emulator reads, ``Emulator.SIM_OPTIONS``). The NI-DAQmx device is not an Emulator (it is a gRPC server); it is started by
 instruments.sim.server through ``DAQ_SERVER``.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Transport = Literal["pty", "tcp"]
 
@@ -48,3 +50,10 @@ def emulator_for(driver: str) -> EmulatorInfo:
     except KeyError:
         known = ", ".join(sorted([*EMULATORS, DAQ_DRIVER]))
         raise KeyError(f"the simulated bench has no emulator for driver {driver!r} (it has: {known})") from None
+
+
+def sim_options(driver: str) -> Any:
+    """The options schema only the emulator of ``driver`` reads (``{}`` when it has no emulator).
+    Loads that emulator's module: call it only when a station file may hold such options."""
+    info = EMULATORS.get(driver)
+    return {} if info is None else info.load().SIM_OPTIONS
