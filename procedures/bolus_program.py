@@ -91,6 +91,8 @@ def build_program(p: Mapping[str, float]) -> Program:
 
 
 def _check_program(p: Mapping[str, float]) -> str | None:
+    """0 < start2_min < start3_min < end_min; the bolus window lies inside one segment; every part
+    delivers at least 0.01 mL (MIN_PART_ML, 100 balance digits)."""
     if not 0 < p["start2_min"] < p["start3_min"] < p["end_min"]:
         return (f"segment starts must increase: 0 < start2_min ({p['start2_min']:g}) < start3_min "
                 f"({p['start3_min']:g}) < end_min ({p['end_min']:g})")

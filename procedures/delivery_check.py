@@ -35,6 +35,7 @@ EARLY_FRACTION_SKIPPED = 0.10  # of the delivery, excluded from the flow regress
 
 
 def _programmed_volume(params: Mapping[str, float]) -> str | None:
+    """rate_ml_h × duration_min / 60 ≥ 0.1 mL (MIN_PROGRAMMED_ML): enough for the balance to resolve."""
     volume_ml = params["rate_ml_h"] * params["duration_min"] / 60.0
     if volume_ml < MIN_PROGRAMMED_ML:
         return (f"rate_ml_h × duration_min gives {volume_ml:.3g} mL; the check needs at least "

@@ -69,6 +69,7 @@ def trumpet_name(window_min: float, which: str) -> str:
 
 
 def _check_density(p: Mapping[str, float]) -> str | None:
+    """density_g_ml is 0 (the station's [fluid] density) or 0.5 to 2 g/mL."""
     d = p["density_g_ml"]
     if d != 0 and not 0.5 <= d <= 2.0:
         return f"density_g_ml = {d:g} g/mL: give 0 (the station's [fluid] density) or 0.5 to 2 g/mL"
@@ -99,6 +100,8 @@ def _check_windows(p: Mapping[str, float]) -> str | None:
 
 
 def _check_window(p: Mapping[str, float]) -> str | None:
+    """analysis_start_min..analysis_end_min lies within run_min, holds the longest trumpet window,
+    and starts and ends on whole sample intervals."""
     start, end, run = p["analysis_start_min"], p["analysis_end_min"], p["run_min"]
     if end > run:
         return f"analysis_end_min = {end:g} is after the end of the run (run_min = {run:g})"

@@ -20,6 +20,8 @@ stop the pump and let the line relax for a minute.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from procedures._common import (
     ITEM_SERIAL,
     SETUP_LINE,
@@ -86,6 +88,15 @@ def run_severity(ctx: StepContext, severity: int) -> None:
                 detail=f"delivered {delivered_ml:.5f} mL vs programmed {programmed_ml:.5f} mL while kinked")
 
 
+def _volume_per_hold(p: Mapping[str, float]) -> str | None:
+    """rate_ml_h × hold_min / 60 ≥ 0.01 mL per hold: the flow error needs 100 balance digits."""
+    volume_ml = p["rate_ml_h"] * p["hold_min"] / 60.0
+    if volume_ml >= 0.01:
+        return None
+    return (f"rate_ml_h × hold_min gives {volume_ml:.3g} mL per hold; the flow error needs at least "
+            "0.01 mL (100 balance digits): raise the rate or hold_min")
+
+
 def _severity_step(severity: int) -> Step:
     def run(ctx: StepContext) -> None:
         run_severity(ctx, severity)
@@ -109,9 +120,7 @@ PROCEDURE = Procedure(
         Parameter("hold_min", "min", 10.0, low=1.0, high=240.0,
                   description="how long each severity is held (detection window and flow-error period)"),
     ),
-    checks=(lambda p: None if p["rate_ml_h"] * p["hold_min"] / 60.0 >= 0.01 else
-            f"rate_ml_h × hold_min gives {p['rate_ml_h'] * p['hold_min'] / 60.0:.3g} mL per hold; the "
-            "flow error needs at least 0.01 mL (100 balance digits): raise the rate or hold_min",),
+    checks=(_volume_per_hold,),
     item_under_test=(ITEM_SERIAL,),
     steps=(SETUP_LINE, Step("prepare", prepare, timeout_s=180.0, duration_s=10.0),
            *(_severity_step(s) for s in SEVERITIES_PCT)),

@@ -26,6 +26,7 @@ the reader skips that torn line (flagged ``truncated_tail``).
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import math
 import os
@@ -56,22 +57,27 @@ def utc_now() -> str:
 
 
 def writable_directory(path: Path | str, what: str) -> Path:
-    """``path`` created if needed and proven writable (a file is created and removed in it).
+    """``path`` (absolute), proven writable without creating it: a file is created and removed in
+    ``path`` or, when it does not exist yet, in its nearest existing parent (where it would be made).
 
     Why before anything starts: a run whose record cannot be written must not move the pump,
     and "cannot write" must be a clear usage error (exit 2), not an ERROR run with an internal
     message and a record path that does not exist."""
-    path = Path(path).expanduser()
+    path = Path(path).expanduser().absolute()
+    where = path
+    while not where.exists() and where.parent != where:
+        where = where.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".rig-write-test-{os.getpid()}-{secrets.token_hex(3)}"
+        if not where.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{where} is not a directory")
+        probe = where / f".rig-write-test-{os.getpid()}-{secrets.token_hex(3)}"
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"{what} {path} is not writable: {exc.strerror or exc}; give a writable "
-                         "directory") from None
-    return path.resolve()
+        raise UsageError(f"{what} {path} is not writable: {exc.strerror or exc}"
+                         + (f" (at {where})" if where != path else "") + "; give a writable directory") from None
+    return path
 
 
 class RecordClosed(RuntimeError):

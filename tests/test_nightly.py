@@ -25,6 +25,7 @@ from rig.fleet.history import Filters, open_history
 from rig.fleet.nightly import NightlyRunner, StationSigner, load_station_signer
 from rig.fleet.suite import load_suite
 from rig.station.config import load_station
+from tests.cli import assert_no_traceback, rig_env, run_rig
 
 REPO = Path(__file__).resolve().parents[1]
 PASSPHRASE = "correct horse battery staple"
@@ -159,9 +160,9 @@ def test_an_instrument_error_does_not_stop_the_suite(tmp_path: Path, station_fil
 
 
 def rig(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RIG_")}
-    return subprocess.run([sys.executable, "-m", "rig", *args], capture_output=True, text=True, timeout=120,
-                          env={**base, "PYTHONPATH": str(REPO), **(env or {})}, cwd=cwd)
+    """`rig` without the caller's $RIG_* settings (but with the per-test lock directory);
+    fails the test on a traceback (tests/cli.py)."""
+    return run_rig(*args, env=env, cwd=cwd, clean_rig_vars=True)
 
 
 def test_refuses_to_start_without_a_station_key(tmp_path: Path, station_file) -> None:
@@ -205,8 +206,10 @@ def test_two_stations_run_nightly_at_once_into_one_history(tmp_path: Path, stati
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "rig", "nightly", "--station", str(station), "--suite", str(suite),
              "--out", str(tmp_path / station_id / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**{k: v for k, v in os.environ.items() if not k.startswith("RIG_")}, "PYTHONPATH": str(REPO), **env}))
+            env=rig_env(env, clean_rig_vars=True)))
     outputs = [p.communicate(timeout=120) for p in procs]
+    for out, err in outputs:
+        assert_no_traceback(out, err)
     assert [p.returncode for p in procs] == [0, 0], outputs
     with open_history(url) as history:
         assert history.count() == (4, 12)
@@ -243,8 +246,7 @@ def test_sigterm_from_a_cancelled_ci_job_aborts_cleanly(tmp_path: Path, station_
     proc = subprocess.Popen([sys.executable, "-m", "rig", "nightly", "--station", str(station_file(without=("dmm", "daq"))),
                              "--suite", str(suite), "--unsigned", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**{k: v for k, v in os.environ.items() if not k.startswith("RIG_")},
-                                 "PYTHONPATH": str(REPO)})
+                            env=rig_env(clean_rig_vars=True))
     try:
         deadline = time.monotonic() + 60
         assert proc.stdout is not None
@@ -258,6 +260,7 @@ def test_sigterm_from_a_cancelled_ci_job_aborts_cleanly(tmp_path: Path, station_
             proc.kill()
             proc.wait(timeout=30)
     assert proc.returncode == 3, rest
+    assert_no_traceback(rest)
     summary = json.loads((out / "summary.json").read_text())
     long_entry, next_entry = summary["entries"]
     assert (long_entry["outcome"], long_entry["safe_state_confirmed"], long_entry["verified"]) == ("ABORTED", True, True)

@@ -16,17 +16,15 @@ from pathlib import Path
 import pytest
 
 from rig.record import read_record
+from tests.cli import run_rig
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWERS = ["--answer", "item_serial=SN-CLI-1", "--answer", "setup=done"]
 
 
 def rig(*args: str, timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The real `rig` process (its own interpreter, stdin not a terminal)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    env.pop("RIG_STATION", None)
-    return subprocess.run([sys.executable, "-m", "rig", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, stdin=subprocess.DEVNULL, cwd=cwd or REPO)
+    """The real `rig` process (its own interpreter, stdin not a terminal); fails on a traceback."""
+    return run_rig(*args, timeout=timeout, cwd=cwd, env={"COLUMNS": "200"})
 
 
 @pytest.fixture

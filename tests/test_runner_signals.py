@@ -21,6 +21,7 @@ import pytest
 
 from instruments.sim.launcher import SimProcess, start_sim
 from rig.record import read_record
+from tests.cli import assert_no_traceback
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ def test_signal_mid_run_aborts_with_safe_state(bench: tuple[SimProcess, Path], t
         time.sleep(0.05)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 3, out + err
-    assert "Traceback" not in err
+    assert_no_traceback(out, err)
     record = read_record(run_dir)
     assert (record.outcome, record.reason) == ("ABORTED", reason)
     assert record.of_type("safe_state")[0]["confirmed"] is True

@@ -12,88 +12,119 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from rig.engine.display import Display, PlainDisplay, format_duration
+from rich.markup import escape
+
+from rig.engine.display import Display, PlainDisplay, SafeStream, format_duration
 from rig.record import utc_now
 
 
 class RichDisplay(Display):
-    """A live panel (rich.live) redrawn a few times a second from the shared state."""
+    """A live panel (rich.live) redrawn a few times a second from the shared state.
+
+    It always fits the terminal (80×24 included): one line each for step, progress, elapsed and
+    time remaining, one per live reading, then as many of the latest measurements and events
+    (alarms) as the height leaves, the outcome last — never taller than the screen, so nothing
+    that matters scrolls away. Lines are cut, not wrapped. Writing goes through a SafeStream: a
+    closed pipe or a lost terminal stops the drawing, never the run."""
 
     STYLE = {"PASS": "bold green", "FAIL": "bold red", "ABORTED": "bold yellow", "ERROR": "bold magenta"}
+    MAX_EVENTS = 3  # the latest alarms/warnings always get this many lines when there are some
 
-    def __init__(self, console: Any = None) -> None:
+    def __init__(self, console: Any = None, stream: TextIO | None = None) -> None:
         super().__init__()
         from rich.console import Console
         from rich.live import Live
 
-        self.console = console or Console()
-        self._live = Live(self, console=self.console, refresh_per_second=4, transient=False)
+        self.console = console or Console(file=SafeStream(stream or sys.stdout))
+        self._live = Live(self, console=self.console, refresh_per_second=4, transient=False,
+                          vertical_overflow="crop")
         self._running = False
+        self._detached = False
         self._wall0 = time.monotonic()
 
-    def __rich__(self) -> Any:
-        from rich.console import Group
-        from rich.panel import Panel
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
+    def panel_lines(self, width: int, height: int) -> list[Any]:
+        """The panel's content as single lines (rich Text) for a ``width``×``height`` screen."""
+        from rich.text import Text
+
+        def line(text: str, style: str = "") -> Text:
+            t = Text.from_markup(text, style=style)  # every value in ``text`` is escaped
+            t.no_wrap = True
+            t.overflow = "ellipsis"
+            t.truncate(max(10, width - 4), overflow="ellipsis")
+            return t
 
         with self._lock:
             s = self.state
             info = s.info
-            head = Table.grid(padding=(0, 2))
-            head.add_column(style="bold")
-            head.add_column()
-            if info:
-                head.add_row("Step", f"{s.step_index + 1}/{len(info.steps)}  {s.step_name}")
-            progress = self.progress()
-            head.add_row("Progress", ProgressBar(total=1.0, completed=progress or 0.0, width=40))
-            clock = "procedure (virtual)" if info and info.virtual else "procedure"
-            head.add_row("Elapsed", f"{format_duration(s.t_proc_s)} {clock}, "
-                                    f"{format_duration(s.t_wall_s)} wall")
-            head.add_row("Remaining", f"{format_duration(self.remaining_proc_s())} {clock}, "
-                                      f"~{format_duration(self.remaining_wall_s())} wall")
-            live = Table(title="Live", expand=False, show_edge=False)
-            for col in ("signal", "value", "limits"):
-                live.add_column(col)
-            for name, v in s.live.items():
-                lo = "" if v.low is None else f"{v.low:g}"
-                hi = "" if v.high is None else f"{v.high:g}"
-                style = "" if v.in_limits else "bold red"
-                live.add_row(name, f"[{style}]{v.value:.5g} {v.unit}[/]" if style else f"{v.value:.5g} {v.unit}",
-                             f"{lo}..{hi}" if (lo or hi) else "")
-            results = Table(title="Measurements", expand=False, show_edge=False)
-            for col in ("name", "value", "limits", "result"):
-                results.add_column(col)
-            for m in s.measurements:
-                ok = m.get("outcome") == "pass"
+            clock = "proc (virtual)" if info and info.virtual else "proc"
+            n = len(info.steps) if info else 0
+            out = [line(f"[bold]Step[/]      {s.step_index + 1}/{n}  {escape(s.step_name)}")]
+            progress = self.progress() or 0.0
+            bar_w = max(10, min(40, width - 24))
+            filled = int(round(progress * bar_w))
+            out.append(line(f"[bold]Progress[/]  {'█' * filled}{'░' * (bar_w - filled)} {progress * 100:3.0f} %"))
+            out.append(line(f"[bold]Elapsed[/]   {format_duration(s.t_proc_s)} {clock}, "
+                            f"{format_duration(s.t_wall_s)} wall"))
+            out.append(line(f"[bold]Remaining[/] {format_duration(self.remaining_proc_s())} {clock}, "
+                            f"~{format_duration(self.remaining_wall_s())} wall"))
+            for name, v in list(s.live.items())[:4]:
+                text = f"{escape(name)} = {escape(v.text())}"
+                out.append(line(text if v.in_limits else f"[bold red]{text} OUT OF LIMITS[/]"))
+            tail: list[Any] = []
+            if s.outcome:
+                tail.append(line(f"[{self.STYLE.get(s.outcome, 'bold')}]{s.outcome}[/]: {escape(s.reason)}"))
+            budget = max(0, height - 3 - len(out) - len(tail))  # 2 border lines + the cursor line
+            events = s.events[-min(self.MAX_EVENTS, budget):] if budget else []
+            budget -= len(events)
+            measurements = s.measurements
+            shown = measurements[-(budget - 1):] if budget > 1 and measurements else []
+            if measurements and budget >= 1:
+                hidden = len(measurements) - len(shown)
+                out.append(line(f"[bold]Measurements[/] ({len(measurements)}"
+                                + (f", {hidden} earlier not shown" if hidden else "") + ")"))
+            for m in shown:
                 value = m.get("value")
                 lo = "" if m.get("low") is None else f"{m['low']:g}"
                 hi = "" if m.get("high") is None else f"{m['high']:g}"
-                results.add_row(m["name"], "n/a" if value is None else f"{value:.5g} {m.get('unit', '')}",
-                                f"{lo}..{hi}", "[green]PASS[/]" if ok else "[red]FAIL[/]")
-            parts: list[Any] = [head, live, results]
-            if s.events:
-                parts.append("\n".join(s.events))
-            if s.outcome:
-                parts.append(f"[{self.STYLE.get(s.outcome, 'bold')}]{s.outcome}[/]: {s.reason}")
-            title = f"{info.procedure} — run {info.run_id}" if info else "run"
-            return Panel(Group(*parts), title=title, subtitle=info.station if info else None)
+                verdict = "[green]PASS[/]" if m.get("outcome") == "pass" else "[red]FAIL[/]"
+                shown_value = "n/a" if value is None else f"{value:.5g} {m.get('unit', '')}"
+                out.append(line(f"  {verdict} " + escape(f"{m['name']} = {shown_value} [{lo}..{hi}]")))
+            for e in events:
+                style = "bold red" if e.startswith(("interlock", "detector", "alarm", "error")) else "yellow"
+                out.append(line(escape(e), style))
+            return out + tail
+
+    def __rich__(self) -> Any:
+        from rich.console import Group
+        from rich.panel import Panel
+
+        width, height = self.console.size
+        info = self.state.info
+        title = f"{info.procedure} — run {info.run_id}" if info else "run"
+        return Panel(Group(*self.panel_lines(width, height)), title=escape(title),
+                     subtitle=escape(info.station) if info else None, height=None)
 
     def _line(self, text: str) -> None:
-        self.console.print(f"[dim]{utc_now()[11:19]}[/] {text}", highlight=False)
+        if not self._detached:
+            self.console.print(f"[dim]{utc_now()[11:19]}[/] {escape(text)}", highlight=False)
 
     def _render_start(self) -> None:
-        if not self._running:
+        if not self._running and not self._detached:
             self._live.start()
             self._running = True
 
     def _render_finish(self) -> None:
-        self._live.refresh()
+        if self._running:
+            self._live.refresh()
 
     def close(self) -> None:
         if self._running:
-            self._live.stop()
             self._running = False
+            self._live.stop()
+
+    def detach(self) -> None:
+        self._detached = True
+        self.close()
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -102,7 +133,7 @@ class RichDisplay(Display):
         try:
             yield
         finally:
-            if was:
+            if was and not self._detached:
                 self._live.start()
                 self._running = True
 
@@ -117,9 +148,7 @@ def make_display(stream: TextIO | None = None, plain: bool | None = None) -> Dis
             plain = True
     if plain:
         return PlainDisplay(stream)
-    from rich.console import Console
-
-    return RichDisplay(Console(file=stream))
+    return RichDisplay(stream=stream)
 
 
 __all__ = ["RichDisplay", "make_display"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -58,12 +59,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.func(args)
     except RigError as exc:
-        print(f"rig: error: {for_terminal(exc, multiline=True)}", file=sys.stderr)
-        return exc.exit_code
+        _say(f"rig: error: {for_terminal(exc, multiline=True)}")
+        code = exc.exit_code
     except KeyboardInterrupt:
-        print("rig: interrupted", file=sys.stderr)
-        return 3
+        _say("rig: interrupted")
+        code = 3
+    except BrokenPipeError:  # the reader of our output went away (`rig list | head -1`)
+        code = 0
+    _flush_or_drop()
     return int(code or 0)
+
+
+def _say(text: str) -> None:
+    """A message on stderr, unless stderr is gone too."""
+    try:
+        print(text, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
+def _flush_or_drop() -> None:
+    """Flush stdout now; if its reader is gone, point it at /dev/null so the interpreter's own
+    flush at exit has nothing to complain about (no "Exception ignored ... BrokenPipeError")."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        try:
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, sys.stdout.fileno())
+            os.close(fd)
+        except (OSError, ValueError):
+            pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,42 @@ from rig.record import utc_now
 RECENT_EVENTS = 6
 
 
+class SafeStream:
+    """A text stream that never raises: once a write fails (the reader of a pipe went away, as
+    with ``| head -1``; a hung-up terminal) it drops further output and says why in ``broken``.
+
+    Why: what a run shows must never decide its outcome. The record and the nightly log are the
+    run's account; a screen or a pipe is a courtesy that may disappear at any moment."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.broken: str | None = None
+
+    def write(self, text: str) -> int:
+        if self.broken is None:
+            try:
+                self.stream.write(text)
+            except (OSError, ValueError) as exc:  # EPIPE, EIO, a closed file
+                self.broken = f"{type(exc).__name__}: {exc}"
+        return len(text)
+
+    def flush(self) -> None:
+        if self.broken is None:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError) as exc:
+                self.broken = f"{type(exc).__name__}: {exc}"
+
+    def isatty(self) -> bool:
+        try:
+            return self.broken is None and self.stream.isatty()
+        except (AttributeError, ValueError, OSError):
+            return False
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, ... of the real stream
+        return getattr(self.stream, name)
+
+
 @dataclass
 class RunInfo:
     run_id: str
@@ -75,6 +111,7 @@ class _State:
     live: dict[str, LiveValue] = field(default_factory=dict)
     measurements: list[dict[str, Any]] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    step_done: bool = False  # the current step has finished (nothing of it remains)
     outcome: str | None = None
     reason: str = ""
 
@@ -93,10 +130,12 @@ class Display:
         s = self.state
         if s.info is None:
             return None
+        if s.outcome is not None:
+            return 0.0  # finished (early or not): nothing remains
         steps = s.info.steps
         later = sum(exp for _, exp in steps[s.step_index + 1:]) if s.step_index >= 0 else sum(e for _, e in steps)
         current = 0.0
-        if 0 <= s.step_index < len(steps):
+        if 0 <= s.step_index < len(steps) and not s.step_done:
             current = max(0.0, steps[s.step_index][1] - (s.t_proc_s - s.step_started_proc_s))
         return later + current
 
@@ -134,10 +173,14 @@ class Display:
             s = self.state
             s.step_index, s.step_name, s.step_started_proc_s = index, name, t_proc_s
             s.step_fraction = None
+            s.step_done = False
             s.t_proc_s = t_proc_s
         self._line(f"step {index + 1}/{self._n_steps()} {name}: started")
 
     def step_finished(self, index: int, name: str, status: str) -> None:
+        with self._lock:
+            if index == self.state.step_index:
+                self.state.step_done = True
         self._line(f"step {index + 1}/{self._n_steps()} {name}: {status}")
 
     def tick(self, t_proc_s: float, t_wall_s: float, step_fraction: float | None = None) -> None:
@@ -179,6 +222,10 @@ class Display:
     def close(self) -> None:
         """Stop rendering (idempotent)."""
 
+    def detach(self) -> None:
+        """The terminal is gone (hang-up): stop drawing on it; the run goes on (idempotent)."""
+        self.close()
+
     @contextmanager
     def paused(self) -> Iterator[None]:
         """Suspend live rendering while the operator is asked something at the terminal."""
@@ -208,7 +255,7 @@ class PlainDisplay(Display):
 
     def __init__(self, stream: TextIO | None = None, live_every_s: float = 60.0) -> None:
         super().__init__()
-        self.stream = stream or sys.stdout
+        self.stream = SafeStream(stream or sys.stdout)
         self.live_every_s = live_every_s
         self._last_live_proc_s: float | None = None
 
@@ -240,4 +287,4 @@ class PlainDisplay(Display):
         self._line(f"OUTCOME {s.outcome}: {s.reason}")
 
 
-__all__ = ["Display", "LiveValue", "PlainDisplay", "RunInfo", "format_duration"]
+__all__ = ["Display", "LiveValue", "PlainDisplay", "RunInfo", "SafeStream", "format_duration"]

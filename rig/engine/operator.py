@@ -183,25 +183,45 @@ class Operator:
 
     def preflight(self, steps: list[OperatorStep], procedure_id: str) -> None:
         """Before anything moves: every pre-supplied answer names a real step and is valid, and
-        an unattended run has an answer for every step."""
+        an unattended run has an answer for every step. UsageError listing EVERY problem at
+        once (one attempt tells the whole answers file)."""
+        problems = self.problems(steps, procedure_id)
+        if len(problems) == 1:
+            raise UsageError(problems[0])
+        if problems:
+            raise UsageError(f"operator answers for {procedure_id} ({len(problems)} problems):\n"
+                             + "\n".join(f"  - {p}" for p in problems))
+
+    def problems(self, steps: list[OperatorStep], procedure_id: str) -> list[str]:
+        """What ``preflight`` would refuse, one line per problem (missing answers in one line)."""
         by_id = {s.id: s for s in steps}
+        problems: list[str] = []
         for key in self.answers:
             if key not in by_id:
                 known = ", ".join(by_id) or "none"
-                raise UsageError(f"answer given for {key!r}, but procedure {procedure_id} has no "
-                                 f"operator step of that name (its operator steps: {known})")
+                problems.append(f"answer given for {key!r}, but procedure {procedure_id} has no "
+                                f"operator step of that name (its operator steps: {known})")
+        missing: list[OperatorStep] = []
         for step in steps:
             if step.id in self.answers:
                 try:
                     step.normalise(self.answers[step.id])
                 except ValueError as exc:
-                    raise UsageError(f"answer for operator step {step.id!r} ({step.prompt!r}): {exc}") from None
+                    problems.append(f"answer for operator step {step.id!r} ({step.prompt!r}): {exc}")
             elif not self.interactive:
-                raise UsageError(
-                    f"operator step {step.id!r} ({step.prompt!r}) needs an answer, and this run is "
-                    f"unattended (stdin is not a terminal); give --answer {step.id}=... or an "
-                    f"answers file (--answers FILE)"
-                )
+                missing.append(step)
+        if len(missing) == 1:
+            step = missing[0]
+            problems.append(
+                f"operator step {step.id!r} ({step.prompt!r}) needs an answer, and this run is "
+                f"unattended (stdin is not a terminal); give --answer {step.id}=... or an "
+                f"answers file (--answers FILE)")
+        elif missing:
+            listed = "; ".join(f"{s.id!r} ({s.prompt!r})" for s in missing)
+            flags = " ".join(f"--answer {s.id}=..." for s in missing)
+            problems.append(f"{len(missing)} operator steps need answers, and this run is unattended (stdin "
+                            f"is not a terminal): {listed}; give {flags} or an answers file (--answers FILE)")
+        return problems
 
     def ask(self, step: OperatorStep) -> OperatorAnswer:
         """The recorded answer. Raises OperatorDeclined on a "no" to a confirmation."""

@@ -91,10 +91,12 @@ def parse_params(items: Iterable[str], procedure: Procedure, source: str = "comm
             raise UsageError(f"parameter {name} is given more than once")
         values[name] = parse_value(param, text)
         given.add(name)
-    for check in procedure.checks:
-        problem = check(values)
-        if problem:
-            raise UsageError(f"parameters of {procedure.id}: {problem}")
+    problems = [problem for check in procedure.checks if (problem := check(values))]
+    if len(problems) == 1:
+        raise UsageError(f"parameters of {procedure.id}: {problems[0]}")
+    if problems:  # every cross-rule that fails, at once
+        raise UsageError(f"parameters of {procedure.id} ({len(problems)} rules not met):\n"
+                         + "\n".join(f"  - {p}" for p in problems))
     return ParameterValues(values=values, given=frozenset(given), source=source)
 
 

@@ -13,6 +13,7 @@ versioned spec file beside it (``rig.engine.spec``).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -224,7 +225,18 @@ class Procedure:
             ],
             "measurements": [{"name": m.name, "unit": m.unit} for m in self.measurements],
             "steps": [step_name(s) for s in self.steps],
+            "operator_steps": [{"id": s.id, "kind": s.kind, "prompt": s.prompt} for s in self.operator_steps()],
+            "rules": self.rules(),
         }
+
+    def rules(self) -> list[str]:
+        """The cross-parameter rules in words (each check's docstring), for `rig list`: so a
+        technician sees "rate × duration ≥ 0.1 mL" before a refused run tells them."""
+        out = []
+        for check in self.checks:
+            doc = " ".join((inspect.getdoc(check) or "").split("\n\n")[0].split())
+            out.append(doc or f"{getattr(check, '__name__', 'rule')} (not described)")
+        return out
 
 
 __all__ = [

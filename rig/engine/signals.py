@@ -9,6 +9,7 @@ safe state because no signal ever raises; it only prints that the safe state is 
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -63,19 +64,47 @@ class AbortFlag:
         return self._event.wait(timeout_s)
 
 
+def detach_stdio() -> None:
+    """Point stdin, stdout and stderr at /dev/null (the terminal is gone).
+
+    Why: after a hang-up every write to the terminal fails (EIO) and every read ends; with the
+    descriptors on /dev/null whatever still prints — a display, a late warning, the interpreter
+    at exit — succeeds silently, and a prompt sees end of input. Safe in a signal handler
+    (only ``dup2``)."""
+    fd = os.open(os.devnull, os.O_RDWR)
+    try:
+        for target in (0, 1, 2):
+            try:
+                os.dup2(fd, target)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def abort_on_signals(
-    flag: AbortFlag, notify: Callable[[str], None] | None = None
+    flag: AbortFlag, notify: Callable[[str], None] | None = None,
+    on_hangup: Callable[[], None] | None = None,
 ) -> Iterator[AbortFlag]:
-    """While active, SIGINT/SIGTERM/SIGHUP request an abort instead of killing the process.
+    """While active, SIGINT/SIGTERM (and SIGHUP, unless ``on_hangup``) request an abort instead of
+    killing the process.
 
     ``notify`` is told what happened (first signal: abort requested; later ones: the safe state
-    is still being reached). Outside the main thread signals cannot be caught, so this is a no-op
-    there (the caller's own flag still works).
+    is still being reached). With ``on_hangup`` a hang-up (the terminal closed) does not abort:
+    the descriptors move to /dev/null (``detach_stdio``) and ``on_hangup()`` is called in a new
+    thread (so it may take locks the interrupted main thread holds) — the run goes on detached.
+    Outside the main thread signals cannot be caught, so this is a no-op there (the caller's own
+    flag still works).
     """
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
+
+    def hangup(_signum: int, _frame: FrameType | None) -> None:
+        detach_stdio()
+        if on_hangup is not None:
+            threading.Thread(target=on_hangup, name="hangup", daemon=True).start()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         name = SIGNAL_NAMES.get(signal.Signals(signum), signal.Signals(signum).name)
@@ -91,7 +120,8 @@ def abort_on_signals(
         except Exception:  # noqa: BLE001 - a display problem must never break abort handling
             pass
 
-    previous = {sig: signal.signal(sig, handler) for sig in SIGNAL_NAMES}
+    previous = {sig: signal.signal(sig, hangup if sig == signal.SIGHUP and on_hangup else handler)
+                for sig in SIGNAL_NAMES}
     try:
         yield flag
     finally:
@@ -99,4 +129,4 @@ def abort_on_signals(
             signal.signal(sig, old)
 
 
-__all__ = ["ABORTED", "ERROR", "AbortFlag", "AbortRequest", "abort_on_signals"]
+__all__ = ["ABORTED", "ERROR", "AbortFlag", "AbortRequest", "abort_on_signals", "detach_stdio"]

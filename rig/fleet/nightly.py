@@ -10,7 +10,7 @@ Why it is built like this:
 - **A wall-clock budget.** A timer requests an ERROR abort of the running procedure when the
   budget is spent (the runner then safe-states the bench as for any abort); the entries after it
   are recorded as not run (ERROR). SIGTERM/SIGINT (a cancelled CI job) abort the same way, with
-  ABORTED.
+  ABORTED. A hang-up (SIGHUP) does not: the suite goes on detached, logging to nightly.log.
 - **Signed, verified, filed.** Each run's bundle is built, signed by the station key as
   ``generated_by``, verified with the reports verify API, and filed in the history database. A
   failure there does not change the run's outcome but makes the nightly exit 3: an unsigned or
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from rig.engine.display import PlainDisplay
+from rig.engine.display import PlainDisplay, SafeStream
 from rig.engine.operator import Operator, OperatorAnswer
 from rig.engine.runner import FAIL, PASS, RunAborted, Runner, RunResult
 from rig.engine.signals import ABORTED, ERROR, AbortFlag, abort_on_signals
@@ -302,12 +302,14 @@ class NightlyRunner:
         """Hold the station lock for the whole suite (StationBusy, exit 2, if another controller
         has it: nothing is started), then run every entry."""
         writable_directory(self.out_dir, "nightly output directory")
-        (self.out_dir / "runs").mkdir(exist_ok=True)
+        (self.out_dir / "runs").mkdir(parents=True, exist_ok=True)
         with StationLock.acquire(self.station, owner=f"rig nightly {self.suite.name}",
                                  run_id=self.nightly_id) as lock, \
                 open(self.out_dir / "nightly.log", "a", encoding="utf-8") as log_file:
             self.lock = lock
-            self.stream = Tee(self._stdout, log_file)
+            # stdout may be a pipe whose reader goes away or a terminal that hangs up: the log
+            # file must get every line all the same (SafeStream drops, never raises).
+            self.stream = Tee(SafeStream(self._stdout), log_file)
             self.log = NightlyLog(self.stream)
             note = lock.takeover_note()
             if note is not None:
@@ -337,7 +339,7 @@ class NightlyRunner:
         timer.daemon = True
         timer.start()
         try:
-            with abort_on_signals(self.stop, notify=self.log.line):
+            with abort_on_signals(self.stop, notify=self.log.line, on_hangup=self._hung_up):
                 for n, entry in enumerate(suite.entries, start=1):
                     self.log.line(f"[{n}/{len(suite.entries)}] {entry.label}: {entry.procedure.id} "
                                   f"{entry.procedure.version}")
@@ -356,6 +358,11 @@ class NightlyRunner:
         self.log.line(f"nightly {self.nightly_id} done in {result.wall_s:.1f} s: {counts}; exit {result.exit_code}")
         self.log.line(f"summary {self.out_dir / 'summary.html'}; junit {self.out_dir / 'junit.xml'}")
         return result
+
+    def _hung_up(self) -> None:
+        """SIGHUP: an unattended suite does not need its terminal; it goes on, logging to file."""
+        self.log.line(f"the terminal hung up (SIGHUP): the nightly continues detached; its log is "
+                      f"{self.out_dir / 'nightly.log'}; stop it with `kill -TERM {os.getpid()}`")
 
     def _log_entry(self, n: int, e: EntryResult) -> None:
         state = f"NOT RUN ({e.outcome})" if e.not_run else e.outcome

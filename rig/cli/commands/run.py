@@ -10,28 +10,31 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import procedures
 from reports.bundle import build_bundle
 from rig.cli.live_display import make_display
-from rig.engine.display import Display
+from rig.engine.display import Display, SafeStream
 from rig.engine.operator import (
     Operator,
     OperatorAnswer,
     load_answers_file,
     parse_answer_args,
 )
-from rig.engine.params import parse_params
+from rig.engine.params import ParameterValues, parse_params
 from rig.engine.procedure import Procedure
 from rig.engine.runner import RunAborted, Runner, RunResult, check_calibration_policy
 from rig.engine.signals import AbortFlag, abort_on_signals
+from rig.errors import UsageError
 from rig.record import new_run_id, writable_directory
 from rig.station.bench import Bench
-from rig.station.lock import StationLock, warn_takeover
 from rig.station.config import STATION_ENV, default_station_path, load_station
+from rig.station.lock import StationLock, warn_takeover
 
 HELP = "run a verification procedure on the bench"
 DESCRIPTION = """\
@@ -39,6 +42,11 @@ Run PROCEDURE (see `rig list`) on the station's bench and write its record to
 <runs dir>/<run id>/record.jsonl (plus raw/ data files) as it goes. The bench always ends in its
 safe state (pump stopped, valves safe, read back) — on a pass, a failure, an error, a step timeout,
 an interlock trip, Ctrl-C or SIGTERM. A second Ctrl-C does not skip the safe state.
+
+What is shown never decides the outcome: a closed pipe (`| head -1`) or a lost terminal only stops
+the drawing. A hang-up (SIGHUP: the terminal or ssh session closed) does not abort the run: it
+continues detached, recorded as a warning event; `rig attach RUN` follows it again. Ctrl-C
+(or SIGTERM) remains the explicit abort.
 
 Parameters are NAME=VALUE in the parameter's unit (the unit may be repeated: rate_ml_h=0.5mL/h).
 Operator steps are asked at the terminal; for unattended runs pre-supply every answer with
@@ -118,42 +126,84 @@ def _build_report(result: RunResult) -> None:
     except Exception as exc:  # noqa: BLE001 - reported, not raised (see docstring)
         print(f"rig: warning: report bundle not built: {exc}", file=sys.stderr)
         return
-    print(f"report: {bundle}")
+    out = SafeStream(sys.stdout)
+    out.write(f"report: {bundle}\n")
+    out.flush()
+
+
+def preflight(args: argparse.Namespace, procedure: Procedure, station: Any,
+              abort: AbortFlag) -> tuple[ParameterValues, Operator, Path]:
+    """Everything about the request that can be checked before the bench is touched, with EVERY
+    problem in one UsageError (exit 2): parameters and their cross-rules, the calibration policy,
+    every operator answer, and that the runs directory is writable."""
+    problems: list[str] = []
+
+    def check(action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except UsageError as exc:
+            problems.append(str(exc))
+            return None
+
+    params = check(lambda: parse_params(args.param, procedure))
+    check(lambda: check_calibration_policy(station))
+    answers, via = check(lambda: _answers(args)) or ({}, {})
+    operator = Operator(args.operator or default_operator(), answers, answers_via=via,
+                        abort_requested=abort.reason)
+    problems += operator.problems(procedure.operator_steps(), procedure.id)
+    runs_dir = check(lambda: writable_directory(
+        Path(args.out) if args.out else station.runs_dir,
+        "--out" if args.out else f"runs directory (station.runs_dir of {station.path})"))
+    if len(problems) == 1:
+        raise UsageError(problems[0])
+    if problems:
+        raise UsageError(f"rig run {procedure.id} refused before starting ({len(problems)} problems):\n"
+                         + "\n".join("  - " + p.replace("\n", "\n    ") for p in problems))
+    return params, operator, runs_dir
 
 
 def run(args: argparse.Namespace) -> int:
     procedure = procedures.load(args.procedure)
     spec = procedure.load_spec()
-    params = parse_params(args.param, procedure)
     station = load_station(args.station or default_station_path())
-    check_calibration_policy(station)
-    answers, via = _answers(args)
     abort = AbortFlag()
-    operator = Operator(args.operator or default_operator(), answers, answers_via=via,
-                        abort_requested=abort.reason)
-    operator.preflight(procedure.operator_steps(), procedure.id)
-    runs_dir = writable_directory(Path(args.out) if args.out else station.runs_dir,
-                                  "--out" if args.out else f"runs directory (station.runs_dir of {station.path})")
+    params, operator, runs_dir = preflight(args, procedure, station, abort)
     run_id = new_run_id(procedure.id)
     with StationLock.acquire(station, owner=f"rig run {procedure.id}", run_id=run_id) as lock:
         warn_takeover(lock, audit_log_near=runs_dir)
         display = make_display(plain=True if args.plain else None)
+        runner: Runner | None = None
+
+        def hung_up() -> None:
+            """SIGHUP: the terminal is gone; the run is not (README "Hang-ups")."""
+            display.detach()
+            if runner is not None:
+                try:
+                    runner.event("warning", f"the terminal hung up (SIGHUP): the run continues detached; "
+                                            f"follow it with `rig attach {run_id}`, stop it with "
+                                            f"`kill -INT {os.getpid()}`")
+                except Exception:  # noqa: BLE001 - before the record exists there is nothing to note
+                    pass
+
         try:
-            with abort_on_signals(abort, notify=display.message):
+            with abort_on_signals(abort, notify=display.message, on_hangup=hung_up):
                 try:
                     item, item_answers = _ask_item(procedure, operator, display)
                 except RunAborted as exc:
                     print(f"rig: aborted before the run started: {exc.reason}", file=sys.stderr)
                     return 3
                 with Bench.open(station, lock=lock) as bench:
-                    result = Runner(procedure=procedure, spec=spec, params=params, bench=bench,
+                    runner = Runner(procedure=procedure, spec=spec, params=params, bench=bench,
                                     run_dir=runs_dir / run_id, run_id=run_id, operator=operator,
                                     display=display, abort=abort, item_under_test=item,
-                                    pre_answers=item_answers).run()
+                                    pre_answers=item_answers)
+                    result = runner.run()
         finally:
             display.close()
-    print(f"{result.outcome}: {result.reason}")
-    print(f"record: {result.run_dir / 'record.jsonl'}")
+    out = SafeStream(sys.stdout)  # `| head -1` may have closed it: the exit code still tells
+    out.write(f"{result.outcome}: {result.reason}\n")
+    out.write(f"record: {result.run_dir / 'record.jsonl'}\n")
+    out.flush()
     if not args.no_report:
         _build_report(result)
     return result.exit_code

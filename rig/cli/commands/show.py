@@ -16,6 +16,7 @@ from typing import Any
 from rig.errors import UsageError
 from rig.record import INCOMPLETE, RunRecord, read_record
 from rig.station.config import STATION_ENV, default_station_path, load_station
+from rig.station.lock import holder_is_live, read_holder
 from rig.textsafe import for_terminal
 
 HELP = "print a run record (outcome INCOMPLETE for an unfinished run)"
@@ -78,6 +79,11 @@ def _lines(record: RunRecord) -> list[str]:
     out.append(f"Run {s.get('run_id', record.run_dir.name)}")
     out.append(f"  OUTCOME: {record.outcome} — {record.reason}")
     if finished is None:
+        run_id = str(s.get("run_id", record.run_dir.name))
+        holder = read_holder(str((station.get("station") or {}).get("id") or ""))
+        if holder is not None and holder.run_id == run_id and holder_is_live(holder):
+            out.append(f"  IN PROGRESS: {holder.describe()} is running it; follow it with "
+                       f"`rig attach {record.run_dir}`")
         last = record.events[-1]
         where = last.get("step") or last.get("kind") or ""
         out.append(f"  last recorded event: {last.get('type')} {where} at {last.get('t_utc', '?')}"
