@@ -372,6 +372,11 @@ class Daq:
             while listener in listeners:
                 listeners.remove(listener)  # type: ignore[arg-type]
 
+    def listeners(self) -> tuple[list[ChunkListener], list[FailureListener]]:
+        """Copies of the registered (chunk, failure) listeners: what a run added is what it must
+        remove when it ends (rig.engine.acquisition), and the nightly counts them."""
+        return list(self._listeners), list(self._failure_listeners)
+
     @property
     def acquiring(self) -> bool:
         return self._reader is not None and self._reader.is_alive()

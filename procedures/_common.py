@@ -257,7 +257,8 @@ class LineMonitor:
             return math.fsum(self.flow_ul_min[lo:hi]) / (hi - lo)
 
     def close(self) -> None:
-        """Stop feeding (the DAQ has no listener removal; the listener then returns at once)."""
+        """Stop feeding. The run removes every DAQ listener it added when it ends, whatever the
+        procedure did (rig.engine.acquisition), so a monitor never writes into a finished record."""
         self._closed = True
 
     # -- reader-thread side ---------------------------------------------------------------------

@@ -12,7 +12,8 @@ Layout: ``runs/<run_id>/record.jsonl`` and ``runs/<run_id>/raw/*``. Event types 
   operator_entry step, prompt, answer, answered_by, t_utc
   measurement    name, value, unit, low, high, requirement, outcome ("pass"|"fail"),
                  uncertainty, decision_rule, t_proc_s
-  event          kind ("fault_injected"|"alarm"|"detector"|"interlock"|"warning"), t_proc_s, detail
+  event          kind ("fault_injected"|"alarm"|"detector"|"interlock"|"warning"|"error"), t_proc_s, detail
+                 ("error": an exception in a background thread, with its traceback; the run ends ERROR)
   step_finished  step, index, status ("done"|"failed"|"aborted"|"error"), t_utc, t_proc_s
   safe_state     confirmed (bool), instruments{name: readback}, t_utc
   run_finished   outcome ("PASS"|"FAIL"|"ABORTED"|"ERROR"), reason, t_utc
@@ -115,6 +116,10 @@ class RecordWriter:
         with self._lock:
             self._file.flush()
             os.fsync(self._file.fileno())
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
 
     def close(self) -> None:
         with self._lock:

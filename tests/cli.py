@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -60,3 +61,19 @@ def start_rig(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None
     popen.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.Popen([sys.executable, "-m", "rig", *args], text=True, env=rig_env(env),
                             cwd=cwd or REPO, **popen)  # type: ignore[call-overload]
+
+
+def wait_for_step(out: Path, step: str, proc: subprocess.Popen[str], timeout_s: float = 60) -> Path:
+    """The run directory under ``out`` once its record shows ``step`` started (``proc`` must stay
+    alive meanwhile): the moment to signal or race a run mid-step."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before step {step}: {proc.communicate()}")
+        for record in out.glob("*/record.jsonl"):
+            text = record.read_text()
+            if '"type": "step_started"' in text and f'"step": "{step}"' in text:
+                return record.parent
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"step {step} did not start within {timeout_s} s: {proc.communicate()}")

@@ -12,13 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from rig.engine.display import RunInfo
 from rig.record import read_record
-from tests.cli import REPO, assert_no_traceback, rig_env, run_rig, start_rig
+from tests.cli import REPO, assert_no_traceback, rig_env, run_rig, start_rig, wait_for_step
 
 ANSWERS = ("--answer", "item_serial=SN-DISP-1", "--answer", "setup=done")
 SHORT = ("--param", "rate_ml_h=2", "--param", "duration_min=20", "--no-report")
@@ -29,20 +28,6 @@ def _only_run(out: Path) -> Path:
     runs = [p for p in out.iterdir() if p.is_dir()]
     assert len(runs) == 1, runs
     return runs[0]
-
-
-def wait_for_step(out: Path, step: str, proc: subprocess.Popen[str], timeout_s: float = 60) -> Path:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before step {step}: {proc.communicate()}")
-        for record in out.glob("*/record.jsonl"):
-            text = record.read_text()
-            if '"type": "step_started"' in text and f'"step": "{step}"' in text:
-                return record.parent
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"step {step} did not start within {timeout_s} s")
 
 
 def test_piping_into_head_does_not_change_the_outcome(tmp_path: Path, station_file: Any) -> None:

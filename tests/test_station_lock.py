@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,25 +33,11 @@ from rig.station.lock import (
     process_start,
     read_holder,
 )
-from tests.cli import assert_no_traceback, run_rig, start_rig
+from tests.cli import assert_no_traceback, run_rig, start_rig, wait_for_step
 
 ANSWERS = ("--answer", "item_serial=SN-LOCK-1", "--answer", "setup=done")
 LONG_RUN = ("--param", "rate_ml_h=2", "--param", "duration_min=180", "--no-report")
 SHORT_RUN = ("--param", "rate_ml_h=2", "--param", "duration_min=20", "--no-report")
-
-
-def wait_for_step(out: Path, step: str, proc: subprocess.Popen[str], timeout_s: float = 60) -> Path:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before step {step}: {proc.communicate()}")
-        for record in out.glob("*/record.jsonl"):
-            text = record.read_text()
-            if '"type": "step_started"' in text and f'"step": "{step}"' in text:
-                return record.parent
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"step {step} did not start within {timeout_s} s: {proc.communicate()}")
 
 
 @pytest.fixture
@@ -107,7 +92,7 @@ def _dead_pid() -> int:
 @pytest.mark.parametrize(("changes", "reason"), [
     ({"pid": "dead"}, "is no longer running (killed or crashed)"),
     ({"boot_id": "another-boot"}, "this machine has restarted since (reboot or power loss)"),
-    ({"process_start": "1"}, f"now belongs to another process"),
+    ({"process_start": "1"}, "now belongs to another process"),
 ], ids=["dead-pid", "rebooted", "pid-reused"])
 def test_a_stale_lock_is_taken_over_and_says_why(station_file: Any, changes: dict[str, Any], reason: str) -> None:
     station = load_station(station_file())

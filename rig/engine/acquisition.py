@@ -38,6 +38,9 @@ class Acquisition:
         self._acquiring = False  # the DAQ streams to raw/daq.f64
         self._t0_s = 0.0  # bench clock time of DAQ sample 0
         self._live_failed = False
+        # Listeners the DAQ had before this run: whatever else is registered at the end (the
+        # interlock, the procedure's line monitors) belongs to this run and leaves with it.
+        self._listeners_before = self._daq.listeners() if hasattr(self._daq, "listeners") else None
 
     def arm_interlock(self) -> None:
         """Watch the upstream pressure from now on (recorded as an ``interlock`` event)."""
@@ -54,6 +57,18 @@ class Acquisition:
         interlock, self._interlock = self._interlock, None
         if interlock is not None:
             interlock.detach()
+
+    def release_listeners(self) -> int:
+        """Remove every DAQ listener added during the run (the DAQ outlives the run: a listener
+        left behind would feed a finished record from the next run's chunks). Returns how many."""
+        if self._listeners_before is None:
+            return 0
+        chunk_before, failure_before = self._listeners_before
+        chunk, failure = self._daq.listeners()
+        ours = [lis for lis in chunk if lis not in chunk_before] + [lis for lis in failure if lis not in failure_before]
+        for listener in ours:
+            self._daq.remove_listener(listener)
+        return len(ours)
 
     def _on_trip(self, reason: str) -> None:
         """Called by the interlock (any thread) after it has stopped the pump."""

@@ -112,5 +112,10 @@ class RunLog:
     def close(self) -> None:
         self.writer.close()
 
+    @property
+    def closed(self) -> bool:
+        """The run has finished: nothing may be appended any more."""
+        return self.writer.closed
+
 
 __all__ = ["RawCsv", "RunLog"]

@@ -33,6 +33,7 @@ from typing import Any
 
 from reports import audit
 from rig.engine.acquisition import Acquisition
+from rig.engine.background import BackgroundFaults
 from rig.engine.display import Display, RunInfo
 from rig.engine.judge import Judge, classify, step_status
 from rig.engine.operator import Operator, OperatorAnswer, OperatorStep
@@ -81,6 +82,9 @@ def check_calibration_policy(station: Any) -> None:
                          "refuses to start (recalibrate, or set calibration_policy = \"warn\")")
 
 
+MAX_RECORDED_FAULTS = 20  # background failures recorded one by one per run; the rest are counted
+
+
 class Runner:
     """Runs one procedure once. Construct, then ``run()`` (returns a RunResult, never raises
     for run-time problems: they become the outcome)."""
@@ -122,12 +126,20 @@ class Runner:
         self._log: RunLog | None = None
         self._judge: Judge | None = None
         self._acquisition: Acquisition | None = None
+        self.faults = BackgroundFaults(self._background_fault)
 
     def run(self) -> RunResult:
         """Run the procedure; the record is complete when this returns."""
         t0_wall_s = time.monotonic()
         outcome: tuple[str, str] | None = None
         confirmed = False
+        with self.faults:  # background-thread failures are recorded and decide the outcome
+            confirmed, outcome = self._run(t0_wall_s)
+        measurements = list(self._judge.measurements) if self._judge is not None else []
+        return RunResult(self.run_id, self.run_dir, outcome[0], outcome[1], confirmed, measurements)
+
+    def _run(self, t0_wall_s: float) -> tuple[bool, tuple[str, str]]:
+        outcome: tuple[str, str] | None = None
         try:
             try:
                 log = self._log = RunLog(self.run_dir, self.bench.clock, self.display, t0_wall_s)
@@ -149,8 +161,19 @@ class Runner:
                     raise  # SystemExit & co: recorded and safe-stated in finally, then propagate
         finally:
             confirmed, outcome = self._finish(outcome)
-        measurements = list(self._judge.measurements) if self._judge is not None else []
-        return RunResult(self.run_id, self.run_dir, outcome[0], outcome[1], confirmed, measurements)
+        return confirmed, outcome
+
+    def _background_fault(self, kind: str, detail: str, traceback_text: str | None) -> None:
+        """A failure in a thread other than the procedure's (rig.engine.background): an event in
+        the record (and so in the nightly log); an exception also ends the run ERROR."""
+        if kind == "error":
+            self.abort.request(ERROR, f"a background thread failed: {detail}")
+        log = self._log
+        if len(self.faults.faults) > MAX_RECORDED_FAULTS:  # a listener failing on every chunk
+            return  # counted; _finish says how many were not recorded
+        if log is not None and not log.closed:
+            fields = {"traceback": traceback_text} if traceback_text else {}
+            log.event("error" if kind == "error" else "warning", detail, **fields)
 
     def _run_info(self, log: RunLog) -> RunInfo:
         steps = [(step_name(s), s.expected_s(self.params.values) if isinstance(s, Step) else 0.0)
@@ -250,14 +273,26 @@ class Runner:
                 acquisition.disarm_interlock()
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"detaching the interlock failed: {describe_error(exc)}")
+            try:
+                acquisition.release_listeners()  # e.g. the procedure's line monitors
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"releasing the run's DAQ listeners failed: {describe_error(exc)}")
         if log is None:
             _try(lambda: self.guard.release(None))
             return confirmed, outcome
+        unrecorded = len(self.faults.faults) - MAX_RECORDED_FAULTS
+        if unrecorded > 0:
+            problems.append(f"{unrecorded} more background failure(s) after the first {MAX_RECORDED_FAULTS} "
+                            "were not recorded one by one")
         for problem in problems:
             _try(lambda p=problem: log.event("warning", p))
         _try(lambda: log.append("safe_state", confirmed=confirmed, instruments=readback,
                                 error=failure, t_utc=utc_now(), t_proc_s=log.safe_now()))
         _try(lambda: self.guard.release(log))
+        failed_threads = self.faults.exceptions
+        if failed_threads and outcome[0] in (PASS, FAIL):  # a result computed while part of the rig failed
+            outcome = (ERROR, f"a background thread failed during the run: {failed_threads[0]} (the "
+                              f"procedure itself ended {outcome[0]}: {outcome[1]})")
         if not confirmed:
             outcome = (ERROR, f"safe state NOT confirmed: {failure} (before that the run ended "
                               f"{outcome[0]}: {outcome[1]})")

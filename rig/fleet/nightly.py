@@ -39,6 +39,7 @@ from rig.engine.runner import FAIL, PASS, RunAborted, Runner, RunResult
 from rig.engine.signals import ABORTED, ERROR, AbortFlag, abort_on_signals
 from rig import secret_env
 from rig.errors import RigError, UsageError
+from rig.fleet import resources
 from rig.fleet.suite import Suite, SuiteEntry
 from rig.identity import software_identity
 from rig.record import new_run_id, read_record, utc_now, writable_directory
@@ -206,6 +207,9 @@ class NightlyResult:
     history: str | None = None  # redacted URL, None if no history
     stop_reason: str | None = None
     entries: list[EntryResult] = field(default_factory=list)
+    # What the process held before the bench opened and after it closed (rig.fleet.resources),
+    # and the DAQ's listener count after each run: a leak shows the first night it appears.
+    resources: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -277,6 +281,7 @@ class NightlyRunner:
         self.stop = SuiteStop()
         self._bench: Bench | None = None
         self.lock: StationLock | None = None  # held while run() runs
+        self._daq_listeners: list[int] = []  # listeners on the DAQ after each run (should stay 0)
         self._software = dict(software_identity())
         self.audit_log = self.out_dir / "audit.jsonl"
 
@@ -330,6 +335,8 @@ class NightlyRunner:
                                f"{self.signer.key.printed_name} ({self.signer.key.signer_id}, {self.signer.key.key_id})",
                                history=None if self.history is None else self.history.describe())
         t0 = time.monotonic()
+        before = resources.snapshot()
+        result.resources = {"before": before, "daq_listeners_after_each_run": self._daq_listeners}
         self.log.line(f"nightly {self.nightly_id}: suite {suite.name!r} ({len(suite.entries)} run(s), budget "
                       f"{suite.budget_s / 60:g} min) on station {self.station.id} from {self.station.path}")
         self.log.line("bundles signed by " + (result.signed_by or "nobody (--unsigned)") + "; history "
@@ -349,6 +356,10 @@ class NightlyRunner:
         finally:
             timer.cancel()
             self._close_bench()
+            timer.join()
+        after = result.resources["after"] = resources.snapshot()
+        self.log.line(f"resources before the suite: {resources.describe(before)}; after: {resources.describe(after)}; "
+                      f"DAQ listeners left after each run: {self._daq_listeners or 'no DAQ'}")
         request = self.stop.requested
         result.stop_reason = None if request is None else request.reason
         result.finished_utc = utc_now()
@@ -442,6 +453,9 @@ class NightlyRunner:
             return base
         finally:
             display.close()
+        left = resources.daq_listeners(bench.daq) if bench.daq is not None else None
+        if left is not None:
+            self._daq_listeners.append(left)
         if not run.safe_state_confirmed or run.outcome == ERROR:
             self._close_bench("safe state not confirmed" if not run.safe_state_confirmed else "the run ended in ERROR")
         base.outcome, base.reason = run.outcome, run.reason
@@ -515,6 +529,7 @@ class NightlyRunner:
             "station": result.station_id, "started_utc": result.started_utc, "finished_utc": result.finished_utc,
             "wall_s": round(result.wall_s, 3), "budget_s": result.suite.budget_s, "exit_code": result.exit_code,
             "stop_reason": result.stop_reason, "signed_by": result.signed_by, "history": result.history,
+            "resources": result.resources,
             "entries": [e.as_json(self.out_dir) for e in result.entries],
         }
         write("summary.json", (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
