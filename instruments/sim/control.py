@@ -91,6 +91,10 @@ class SimControl:
         """Become the bench's one controller (SimControlError naming the owner if taken)."""
         self.call("claim", owner=owner)
 
+    def release(self) -> None:
+        """Stop being the controller now (closing the connection does it too, a moment later)."""
+        self.call("release")
+
     def close(self) -> None:
         try:
             self._file.close()

@@ -163,6 +163,15 @@ class Runner:
             confirmed, outcome = self._finish(outcome)
         return confirmed, outcome
 
+    def event(self, kind: str, detail: str, **fields: Any) -> bool:
+        """Record an event from outside the procedure (any thread), e.g. the command line noting
+        a hang-up. False when there is no open record (before it starts or after it finished)."""
+        log = self._log
+        if log is None or log.closed:
+            return False
+        log.event(kind, detail, **fields)
+        return True
+
     def _background_fault(self, kind: str, detail: str, traceback_text: str | None) -> None:
         """A failure in a thread other than the procedure's (rig.engine.background): an event in
         the record (and so in the nightly log); an exception also ends the run ERROR."""

@@ -362,6 +362,10 @@ class Bench:
             self.instruments.clear()
             if self.sim is not None:
                 try:
+                    self.sim.release()  # at once: the next controller may claim it right away
+                except Exception:  # noqa: BLE001 - closing the connection releases it as well
+                    pass
+                try:
                     self.sim.close()
                 except Exception:  # noqa: BLE001
                     pass

@@ -31,7 +31,9 @@ Run every procedure of a suite file (TOML: procedures, parameters, operator answ
 budget) one after the other on the station's bench, with no prompts and plain timestamped log
 lines. The bench is put in its safe state (read back) after every procedure; a failing or erroring
 procedure does not stop the others; when the budget is spent the running procedure is aborted and
-the rest are recorded as not run (ERROR).
+the rest are recorded as not run (ERROR). It holds the station lock throughout (another
+controller is refused, exit 2). A hang-up (the terminal closed) does not stop it: it goes on,
+logging to nightly.log; SIGTERM/SIGINT abort it.
 
 Each run's report bundle is signed by the station key as generated_by and verified; every run and
 measurement is filed in the history database ([history] url in the station file, default
