@@ -15,8 +15,8 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from instruments.errors import InstrumentBusy
 from instruments.drivers import DRIVERS
+from instruments.errors import InstrumentBusy
 from instruments.sim.control import SimControl
 from instruments.sim.launcher import read_resources, start_sim
 from rig.errors import BenchError, RigError, SimulatedBenchError
