@@ -37,7 +37,7 @@ from nidaqmx.stream_readers import AnalogMultiChannelReader, DigitalMultiChannel
 from nidaqmx.stream_writers import AnalogSingleChannelWriter, DigitalMultiChannelWriter
 
 from instruments.daq_channels import KINK, OPTIONS, VALVES
-from instruments.daq_stream import StreamWriter
+from instruments.daq_stream import AveragingStreamWriter, StreamWriter
 from instruments.grpc_link import InsecureLinkError, open_channel
 from instruments.errors import (
     InstrumentDisconnected,
@@ -54,8 +54,8 @@ log = logging.getLogger(__name__)
 KINK_VOLTS_PER_PCT = 0.1  # 0..100 % restriction = 0..10 V
 AI_RANGE_V = 10.0
 AO_READBACK_TOLERANCE_V = 0.02
-BUFFER_SECONDS = 30.0  # device input buffer: room for the reader to fall behind this long
-MAX_CHUNKS_PER_READ = 32  # how many waiting chunks one read may fetch
+BUFFER_SECONDS = 600.0  # device input buffer: room for the reader to fall behind this long
+MAX_CHUNKS_PER_READ = 512  # how many waiting chunks one read may fetch
 LATEST_KEYS = {  # what procedures and the live display ask for
     "pressure_upstream": "pressure_upstream_kpa",
     "pressure_downstream": "pressure_downstream_kpa",
@@ -130,6 +130,21 @@ ChunkListener = Callable[[DaqChunk], None]
 FailureListener = Callable[[str], None]
 
 
+@dataclass
+class _Stream:
+    """What reading one acquisition needs (the reader thread's, or the paced caller's)."""
+
+    task: Any
+    writer: StreamWriter
+    reader: Any
+    names: tuple[str, ...]
+    scale: np.ndarray
+    offset: np.ndarray
+    buf: np.ndarray
+    timeout_s: float
+    next_index: int = 0
+
+
 class Daq:
     """The rig's NI DAQ: ``latest()`` values, valve outputs, streamed acquisition, safe state."""
 
@@ -176,6 +191,8 @@ class Daq:
         self._reader: threading.Thread | None = None
         self._ai_task: Any = None
         self._stop = threading.Event()
+        self._paced: _Stream | None = None  # paced acquisition: read by wait_for_elapsed's caller
+        self._paced_lock = threading.RLock()
         self._failure: InstrumentError | None = None
         self.stats = AcquisitionStats()
         self._valves = {v: False for v in self.valve_physical}
@@ -384,11 +401,22 @@ class Daq:
 
     @property
     def acquiring(self) -> bool:
+        if self._paced is not None:
+            return self._failure is None
         return self._reader is not None and self._reader.is_alive()
 
-    def start_acquisition(self, out_path: str | Path) -> Path:
-        """Start continuous acquisition of every AI channel, streaming to ``out_path``."""
-        if self._reader is not None:
+    def start_acquisition(self, out_path: str | Path, *, paced: bool = False, stored_rate_hz: float | None = None) -> Path:
+        """Start continuous acquisition of every AI channel, streaming to ``out_path``.
+
+        ``stored_rate_hz``: keep block means at about this rate on disk instead of every sample
+        (instruments.daq_stream.AveragingStreamWriter); listeners still get every sample.
+
+        ``paced``: the caller owns time (a virtual clock) and reports every jump with
+        ``wait_for_elapsed``, which then reads exactly the whole chunks that jump produced, in one
+        call, in the caller's thread, and hands them to the listeners before it returns: no reader
+        thread, no polling of the device, no thread hand-offs (each costs up to a GIL switch
+        interval) — one round trip per jump instead of three."""
+        if self._reader is not None or self._paced is not None:
             raise InstrumentReportedError(self.name, "start_acquisition", "acquisition is already running")
         if not self.ai_channels:
             raise DaqConfigError(f"instruments.{self.name}: no analog input channels are configured")
@@ -415,82 +443,103 @@ class Daq:
             "calibration": {c.name: {"scale_per_volt": c.scale_per_volt, "offset": c.offset} for c in self.ai_channels},
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        writer = StreamWriter(out_path, header)
+        average = 1 if not stored_rate_hz else max(1, round(self.rate_hz / stored_rate_hz))
+        writer = StreamWriter(out_path, header) if average == 1 else AveragingStreamWriter(out_path, header, average)
         self.stats = AcquisitionStats(path=Path(out_path), started_monotonic=time.monotonic())
         self._failure = None
         self._latest = None
         self._stop.clear()
+        if paced:
+            self._paced = self._stream(task, writer)
+            return Path(out_path)
         self._reader = threading.Thread(target=self._read_loop, args=(task, writer), name=f"{self.name}-reader", daemon=True)
         self._reader.start()
         return Path(out_path)
 
-    def _read_loop(self, task: Any, writer: StreamWriter) -> None:
+    def _stream(self, task: Any, writer: StreamWriter) -> "_Stream":
         reader = AnalogMultiChannelReader(task.in_stream)
         reader.verify_array_shape = False
         n_ch = len(self.ai_channels)
-        names = tuple(c.name for c in self.ai_channels)
-        scale = np.array([c.scale_per_volt for c in self.ai_channels])[:, None]
-        offset = np.array([c.offset for c in self.ai_channels])[:, None]
-        buf = np.zeros((n_ch, self.chunk_samples * MAX_CHUNKS_PER_READ))
-        # Long enough for a chunk in real time; in virtual time a timeout just means "no time passed".
-        timeout_s = max(self.timeout_ms / 1000, 3 * self.chunk_samples / self.rate_hz)
-        next_index = 0
+        return _Stream(
+            task=task, writer=writer, reader=reader,
+            names=tuple(c.name for c in self.ai_channels),
+            scale=np.array([c.scale_per_volt for c in self.ai_channels])[:, None],
+            offset=np.array([c.offset for c in self.ai_channels])[:, None],
+            buf=np.zeros((n_ch, self.chunk_samples * MAX_CHUNKS_PER_READ)),
+            # Long enough for a chunk in real time; in virtual time a timeout just means "no time passed".
+            timeout_s=max(self.timeout_ms / 1000, 3 * self.chunk_samples / self.rate_hz),
+        )
+
+    def _read_loop(self, task: Any, writer: StreamWriter) -> None:
+        stream = self._stream(task, writer)
         cpu0 = time.thread_time()
         try:
             while True:
                 stopping = self._stop.is_set()
-                try:
-                    want = self._samples_to_read(task)
-                    n = reader.read_many_sample(buf[:, :want], want, timeout=timeout_s)
-                    volts = buf[:, :want]
-                    error: nidaqmx.errors.DaqError | None = None
-                except nidaqmx.errors.DaqReadError as exc:
-                    # Partial reads are packed: channel c's samples start at c·n.
-                    n = exc.samps_per_chan_read
-                    volts = buf[:, :want].copy().reshape(-1)[: n_ch * n].reshape(n_ch, n)
-                    error = exc
-                except nidaqmx.errors.DaqError as exc:
-                    n, volts, error = 0, buf[:, :0], exc
-                except nidaqmx.errors.RpcError as exc:
-                    self._fail(writer, next_index, f"NI gRPC device server {self.grpc_server}: {exc}", InstrumentDisconnected)
-                    return
-                if n:
-                    data = volts[:, :n] * scale + offset
-                    try:
-                        writer.write(next_index, data)
-                    except OSError as exc:  # disk full, quota, I/O error: the stream is lost
-                        self._fail(writer, next_index, f"cannot write the sample stream to disk: {exc}",
-                                   InstrumentReportedError)
-                        return
-                    chunk = DaqChunk(next_index, self.rate_hz, names, data)
-                    next_index += n
-                    self._publish(chunk)
-                    self.stats.samples = next_index
-                    self.stats.chunks += 1
+                want = self._samples_to_read(task)
+                result = self._read_once(stream, want, stopping)
                 self.stats.reader_cpu_s = time.thread_time() - cpu0
-                if error is not None:
-                    if stopping or self._stop.is_set():
-                        return  # the stop woke the read; what was acquired has been saved
-                    if error.error_code == DAQmxErrors.SAMPLES_NOT_YET_AVAILABLE:
-                        self.stats.read_timeouts += 1
-                        continue
-                    self._fail(writer, next_index, f"DAQmx error {error.error_code}: {str(error).splitlines()[0]}", InstrumentReportedError)
-                    return
-                if stopping:
+                if result != "more" or stopping:
                     return
         finally:
             self.stats.reader_cpu_s = time.thread_time() - cpu0
+            self._close_stream(stream)
+
+    def _close_stream(self, stream: "_Stream") -> None:
+        try:
+            stream.writer.close()
+        except OSError as exc:
+            log.warning("%s: closing the sample stream: %s", self.name, exc)
+
+    def _read_once(self, stream: "_Stream", want: int, stopping: bool) -> str:
+        """One read of ``want`` samples per channel: scale, stream to disk, hand to the listeners.
+        Returns "more" (keep reading), "done" (stopped; what was acquired is saved) or "failed"."""
+        n_ch = stream.buf.shape[0]
+        try:
+            n = stream.reader.read_many_sample(stream.buf[:, :want], want, timeout=stream.timeout_s)
+            volts = stream.buf[:, :want]
+            error: nidaqmx.errors.DaqError | None = None
+        except nidaqmx.errors.DaqReadError as exc:
+            # Partial reads are packed: channel c's samples start at c·n.
+            n = exc.samps_per_chan_read
+            volts = stream.buf[:, :want].copy().reshape(-1)[: n_ch * n].reshape(n_ch, n)
+            error = exc
+        except nidaqmx.errors.DaqError as exc:
+            n, volts, error = 0, stream.buf[:, :0], exc
+        except nidaqmx.errors.RpcError as exc:
+            self._fail(stream.writer, stream.next_index, f"NI gRPC device server {self.grpc_server}: {exc}",
+                       InstrumentDisconnected)
+            return "failed"
+        if n:
+            data = volts[:, :n] * stream.scale + stream.offset
             try:
-                writer.close()
-            except OSError as exc:
-                log.warning("%s: closing the sample stream: %s", self.name, exc)
+                stream.writer.write(stream.next_index, data)
+            except OSError as exc:  # disk full, quota, I/O error: the stream is lost
+                self._fail(stream.writer, stream.next_index, f"cannot write the sample stream to disk: {exc}",
+                           InstrumentReportedError)
+                return "failed"
+            chunk = DaqChunk(stream.next_index, self.rate_hz, stream.names, data)
+            stream.next_index += n
+            self._publish(chunk)
+            self.stats.samples = stream.next_index
+            self.stats.chunks += 1
+        if error is not None:
+            if stopping or self._stop.is_set():
+                return "done"  # the stop woke the read; what was acquired has been saved
+            if error.error_code == DAQmxErrors.SAMPLES_NOT_YET_AVAILABLE:
+                self.stats.read_timeouts += 1
+                return "more"
+            self._fail(stream.writer, stream.next_index, f"DAQmx error {error.error_code}: {str(error).splitlines()[0]}",
+                       InstrumentReportedError)
+            return "failed"
+        return "more"
 
     def _samples_to_read(self, task: Any) -> int:
         """One chunk, or every whole chunk already waiting when the reader is behind.
 
-        Why: after a jump of virtual time (or a stall of the reader) many chunks wait in the
-        device buffer; fetching them in one call instead of one call per chunk is what keeps
-        a 2-hour virtual run to seconds. Costs one attribute query per read in real time.
+        Why: after a stall of the reader many chunks wait in the device buffer; fetching them in
+        one call instead of one call per chunk keeps it from falling further behind. Costs one
+        attribute query per read.
         """
         try:
             waiting = int(task.in_stream.avail_samp_per_chan)
@@ -500,6 +549,14 @@ class Daq:
         return chunks * self.chunk_samples
 
     def _publish(self, chunk: DaqChunk) -> None:
+        """Listeners first, then the chunk counts as delivered: whoever waits for a sample
+        (``wait_for_sample``, a virtual clock before it moves on) then knows the interlock has
+        already acted on it."""
+        for listener in list(self._listeners):
+            try:
+                listener(chunk)
+            except Exception:  # noqa: BLE001 - a listener bug must not stop the acquisition
+                log.exception("%s: chunk listener %r failed", self.name, listener)
         last = chunk.first_index + chunk.n - 1
         latest = {c.latest_key: float(chunk.data[i, -1]) for i, c in enumerate(self.ai_channels)}
         latest["sample_index"] = last
@@ -507,11 +564,6 @@ class Daq:
         with self._latest_cond:
             self._latest = latest
             self._latest_cond.notify_all()
-        for listener in list(self._listeners):
-            try:
-                listener(chunk)
-            except Exception:  # noqa: BLE001 - a listener bug must not stop the acquisition
-                log.exception("%s: chunk listener %r failed", self.name, listener)
 
     def _fail(self, writer: StreamWriter, at_sample: int, detail: str, cls: type[InstrumentError]) -> None:
         """Mark the acquisition failed and tell every failure listener (the interlock trips on it)."""
@@ -536,10 +588,10 @@ class Daq:
         """
         if self._failure is not None:
             raise self._failure
-        if self._reader is None:
+        if self._reader is None and self._paced is None:
             raise InstrumentReportedError(self.name, "latest", "acquisition is not running; call start_acquisition first")
         with self._latest_cond:
-            if self._latest is None:
+            if self._latest is None and self._paced is None:  # paced: nothing arrives while we wait
                 self._latest_cond.wait(self.timeout_ms / 1000)
             if self._failure is not None:
                 raise self._failure
@@ -566,10 +618,20 @@ class Daq:
         last_full_chunk = (samples // self.chunk_samples) * self.chunk_samples - 1
         if not self.acquiring or last_full_chunk < 0:
             return True
+        stream = self._paced
+        if stream is not None:
+            with self._paced_lock:  # one paced reader at a time
+                while stream.next_index <= last_full_chunk:
+                    want = min(last_full_chunk + 1 - stream.next_index, MAX_CHUNKS_PER_READ * self.chunk_samples)
+                    if self._read_once(stream, want, False) == "failed":
+                        return False
+            return True
         return self.wait_for_sample(last_full_chunk, timeout_s)
 
     def stop_acquisition(self) -> AcquisitionStats:
         """Stop the task; the reader saves what was acquired and exits. Returns its statistics."""
+        if self._paced is not None:
+            return self._stop_paced()
         if self._reader is None:
             return self.stats
         self._stop.set()
@@ -588,6 +650,40 @@ class Daq:
         except Exception:  # noqa: BLE001 - the server may be gone already
             pass
         self.stats.stopped_monotonic = time.monotonic()
+        return self.stats
+
+    def _stop_paced(self) -> AcquisitionStats:
+        """Stop a paced acquisition: save what the device still holds, close the stream."""
+        stream, self._paced = self._paced, None
+        assert stream is not None
+        self._stop.set()
+        task, self._ai_task = self._ai_task, None
+        cpu0 = time.thread_time()
+        try:
+            if self._failure is None:
+                try:
+                    left = int(task.in_stream.avail_samp_per_chan)
+                except (nidaqmx.errors.DaqError, nidaqmx.errors.RpcError):
+                    left = 0
+                while left > 0:
+                    want = min(left, MAX_CHUNKS_PER_READ * self.chunk_samples)
+                    before = stream.next_index
+                    if self._read_once(stream, want, True) != "more" or stream.next_index == before:
+                        break
+                    left -= stream.next_index - before
+            try:
+                with self._op("stop_acquisition"):
+                    task.stop()
+            except InstrumentError as exc:
+                log.warning("%s", exc)
+        finally:
+            self.stats.reader_cpu_s += time.thread_time() - cpu0
+            self._close_stream(stream)
+            try:
+                task.close()
+            except Exception:  # noqa: BLE001 - the server may be gone already
+                pass
+            self.stats.stopped_monotonic = time.monotonic()
         return self.stats
 
     # -- lifecycle ----------------------------------------------------------------------------
