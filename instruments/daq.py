@@ -185,6 +185,7 @@ class Daq:
                 raise DaqConfigError(f"instruments.{name}: {exc}") from None
         self._out_lock = threading.RLock()
         self._listeners: list[ChunkListener] = []
+        self._safety_listeners: list[ChunkListener] = []  # a failure of one fails the acquisition
         self._failure_listeners: list[FailureListener] = []
         self._latest: dict[str, float] | None = None
         self._latest_cond = threading.Condition()
@@ -379,9 +380,17 @@ class Daq:
 
     # -- acquisition --------------------------------------------------------------------------
 
-    def add_chunk_listener(self, listener: ChunkListener) -> None:
-        """Called in the reader thread with every chunk (keep it quick; it delays the next read)."""
+    def add_chunk_listener(self, listener: ChunkListener, *, safety: bool = False) -> None:
+        """Called in the reader thread with every chunk (keep it quick; it delays the next read).
+
+        A ``safety`` listener (the overpressure interlock) fails closed: if it raises, the
+        acquisition fails as a whole and every failure listener hears why (the interlock trips:
+        a check that cannot run must not let the pump run on unwatched). Any other listener's
+        exception is logged and the acquisition goes on.
+        """
         self._listeners.append(listener)
+        if safety:
+            self._safety_listeners.append(listener)
 
     def add_failure_listener(self, listener: FailureListener) -> None:
         """Called in the reader thread when the acquisition fails (e.g. buffer overflow)."""
@@ -390,7 +399,7 @@ class Daq:
     def remove_listener(self, listener: ChunkListener | FailureListener) -> None:
         """Stop calling ``listener`` (chunk or failure listener; absent is fine): a run's interlock
         and monitors leave with the run, the DAQ stays open for the next one."""
-        for listeners in (self._listeners, self._failure_listeners):
+        for listeners in (self._listeners, self._safety_listeners, self._failure_listeners):
             while listener in listeners:
                 listeners.remove(listener)  # type: ignore[arg-type]
 
@@ -520,9 +529,12 @@ class Daq:
                 return "failed"
             chunk = DaqChunk(stream.next_index, self.rate_hz, stream.names, data)
             stream.next_index += n
-            self._publish(chunk)
+            listener_failure = self._publish(chunk)
             self.stats.samples = stream.next_index
             self.stats.chunks += 1
+            if listener_failure is not None:
+                self._fail(stream.writer, stream.next_index, listener_failure, InstrumentReportedError)
+                return "failed"
         if error is not None:
             if stopping or self._stop.is_set():
                 return "done"  # the stop woke the read; what was acquired has been saved
@@ -548,15 +560,20 @@ class Daq:
         chunks = min(MAX_CHUNKS_PER_READ, max(1, waiting // self.chunk_samples))
         return chunks * self.chunk_samples
 
-    def _publish(self, chunk: DaqChunk) -> None:
+    def _publish(self, chunk: DaqChunk) -> str | None:
         """Listeners first, then the chunk counts as delivered: whoever waits for a sample
         (``wait_for_sample``, a virtual clock before it moves on) then knows the interlock has
-        already acted on it."""
+        already acted on it. Returns why a safety listener failed, if one did (the reader then
+        fails the acquisition with it: the interlock path fails closed)."""
+        failure: str | None = None
         for listener in list(self._listeners):
             try:
                 listener(chunk)
-            except Exception:  # noqa: BLE001 - a listener bug must not stop the acquisition
-                log.exception("%s: chunk listener %r failed", self.name, listener)
+            except Exception as exc:  # noqa: BLE001 - only a safety listener's failure stops it
+                if listener in self._safety_listeners:
+                    failure = failure or f"safety check {getattr(listener, '__qualname__', listener)} failed: {exc!r}"
+                else:
+                    log.exception("%s: chunk listener %r failed", self.name, listener)
         last = chunk.first_index + chunk.n - 1
         latest = {c.latest_key: float(chunk.data[i, -1]) for i, c in enumerate(self.ai_channels)}
         latest["sample_index"] = last
@@ -564,6 +581,7 @@ class Daq:
         with self._latest_cond:
             self._latest = latest
             self._latest_cond.notify_all()
+        return failure
 
     def _fail(self, writer: StreamWriter, at_sample: int, detail: str, cls: type[InstrumentError]) -> None:
         """Mark the acquisition failed and tell every failure listener (the interlock trips on it)."""

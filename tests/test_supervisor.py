@@ -26,8 +26,9 @@ from rig.record import RecordWriter, append_after_crash, read_record
 from rig.station.bench import Bench
 from rig.station.config import load_station
 
-KILL_TO_SAFE_LIMIT_S = 5.0
-START_COST_LIMIT_S = 0.2
+# A liveness deadline for a busy machine, not a performance claim: how fast the supervisor starts
+# and acts is a benchmark figure (benchmarks/supervisor.py), never a unit-test bound.
+KILL_TO_SAFE_DEADLINE_S = 60.0
 
 
 @pytest.fixture
@@ -69,14 +70,11 @@ def test_plan_reopens_only_pump_and_daq_in_safe_state_order(cell: harness.CellBe
 def test_released_supervisor_touches_neither_bench_nor_record(cell: harness.CellBench, tmp_path: Path) -> None:
     plan, record = delivering(cell, tmp_path)
     before = record.read_bytes()
-    t0 = time.monotonic()
     supervisor = sup.Supervisor.start(plan)
-    start_s = time.monotonic() - t0
     assert supervisor.release() is None
     assert supervisor.proc.returncode == sup.EXIT_RELEASED
     assert record.read_bytes() == before
     assert harness.safe_from_sim(cell.state()) == (False, False)  # the pump still runs: untouched
-    assert start_s < START_COST_LIMIT_S, f"starting the supervisor took {start_s:.3f} s"
 
 
 def test_runner_gone_without_release_stops_pump_and_sets_valves_safe(cell: harness.CellBench, tmp_path: Path) -> None:
@@ -159,7 +157,7 @@ def test_kill9_of_rig_run_during_delivery(cell: harness.CellBench, tmp_path: Pat
         os.kill(proc.pid, signal.SIGKILL)
         t_kill = time.monotonic()
         proc.communicate(timeout=30)  # the supervisor holds none of our pipes
-        while not harness.safe_from_sim(cell.state())[0] and time.monotonic() - t_kill < KILL_TO_SAFE_LIMIT_S:
+        while not harness.safe_from_sim(cell.state())[0] and time.monotonic() - t_kill < KILL_TO_SAFE_DEADLINE_S:
             time.sleep(0.02)
         kill_to_safe_s = time.monotonic() - t_kill
     finally:
@@ -175,14 +173,18 @@ def test_kill9_of_rig_run_during_delivery(cell: harness.CellBench, tmp_path: Pat
     assert {m["name"] for m in record.measurements} == {"baseline_mass_g", "early_pressure_kpa"}
 
 
-def test_supervisor_that_cannot_start_is_a_warning_not_a_failure(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_supervisor_that_cannot_start_means_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: without its supervisor the run does not start a single step; it ends ERROR,
+    the bench in its safe state (the simulated instruments' own state says so)."""
     monkeypatch.setattr(sup, "command", lambda: [str(tmp_path / "no-such-python"), "-m", "rig.engine.supervisor"])
     run = harness.run_in_process(None, None, tmp_path)
-    assert run.record is not None and run.record.outcome == "PASS"
-    warnings = [e["detail"] for e in run.record.of_type("event") if e.get("kind") == "warning"]
-    assert any(w.startswith("the safe-state supervisor did not start") for w in warnings), warnings
+    assert run.record is not None and run.record.outcome == "ERROR"
+    assert run.record.reason.startswith("the safe-state supervisor did not start") and "no run without it" in \
+        run.record.reason
+    assert run.record.of_type("step_started") == [] and run.record.measurements == []
+    assert run.record.of_type("safe_state")[-1]["confirmed"] is True
     assert harness.safe_from_sim(run.sim_state) == (True, True)
+    assert run.sim_state["model"]["totals"]["pumped_ml"] == 0.0  # the pump never ran
 
 
 def test_normal_run_releases_supervisor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
