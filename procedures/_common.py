@@ -406,7 +406,11 @@ def fault_detection_procedure(spec: FaultSpec) -> Procedure:
         ctx.measure(detected, 1.0 if event else 0.0,
                     detail=(f"{spec.fault} detector alarmed: {event.detail}" if event else
                             f"no {spec.fault} alarm within {ctx.params['max_wait_min']:g} min") + also)
+        from procedures._uncertainty import latency_uncertainty
+
         ctx.measure(latency, None if event is None else (event.t_s - t_fault) / 60.0,
+                    uncertainty=latency_uncertainty(ctx, alarm_step_s=1.0 / DETECTOR_RATE_HZ,
+                                                    what=f"{spec.fault} path opened -> detector alarm"),
                     detail="" if event is None else f"fault at t = {t_fault:.1f} s, alarm at t = {event.t_s:.1f} s")
 
     wait_s = lambda p: p["max_wait_min"] * 60.0  # noqa: E731 - declaration-sized

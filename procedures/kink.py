@@ -21,6 +21,7 @@ stop the pump and let the line relax for a minute.
 from __future__ import annotations
 
 from procedures._common import (
+    DETECTOR_RATE_HZ,
     ITEM_SERIAL,
     SETUP_LINE,
     BalanceLog,
@@ -33,6 +34,7 @@ from procedures._common import (
     tare,
     watch,
 )
+from procedures._uncertainty import gravimetric_uncertainty, latency_uncertainty
 from rig.engine.context import StepContext
 from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 
@@ -79,10 +81,15 @@ def run_severity(ctx: StepContext, severity: int) -> None:
                 detail=(f"{first.detector} alarm: {first.detail}" if first else
                         f"no restriction alarm within {(t_end - t_kink) / 60:.3g} min"))
     ctx.measure(_name(severity, "latency_min"), None if first is None else (first.t_s - t_kink) / 60.0,
+                uncertainty=latency_uncertainty(ctx, alarm_step_s=1.0 / DETECTOR_RATE_HZ,
+                                                what=f"{severity} % kink -> first restriction alarm"),
                 detail="" if first is None else f"kink at t = {t_kink:.1f} s, alarm at t = {first.t_s:.1f} s")
     programmed_ml = rate * (t_end - t_kink) / 3600.0
     delivered_ml = (mass1_g - mass0_g) / density_g_ml(ctx)
     ctx.measure(_name(severity, "flow_error_pct"), 100.0 * (delivered_ml - programmed_ml) / programmed_ml,
+                uncertainty=gravimetric_uncertainty(ctx, mass_g=programmed_ml * density_g_ml(ctx),
+                                                    duration_s=t_end - t_kink, density_g_ml=density_g_ml(ctx),
+                                                    what=f"delivered volume during the {severity} % kink"),
                 detail=f"delivered {delivered_ml:.5f} mL vs programmed {programmed_ml:.5f} mL while kinked")
 
 

@@ -249,3 +249,24 @@ def test_rendered_report_shows_the_simulated_banner_in_the_first_screen(flow_run
     bundle = build_bundle(run, audit_log=tmp_path / "audit.jsonl")
     hardware = screenshot(bundle / "report.html", tmp_path / "hw.png", tmp_path)
     assert yellow_pixels(hardware, 900) == 0
+
+
+def test_latency_pressure_and_volume_budgets_by_hand() -> None:
+    from types import SimpleNamespace
+
+    from procedures._uncertainty import latency_uncertainty, pressure_uncertainty, volume_uncertainty
+    from rig.station.config import load_station
+
+    station = load_station(REPO / "rig.toml")
+    ctx = SimpleNamespace(station=station)
+    lat = latency_uncertainty(ctx, alarm_step_s=0.5, what="x")  # shipped DAQ: 20 Hz, 20-sample chunks = 1 s
+    assert lat["unit"] == "min"
+    assert lat["u_c"] == pytest.approx(math.hypot(0.5 / math.sqrt(12), 1.0 / math.sqrt(12)) / 60)
+    p = pressure_uncertainty(ctx, what="y")  # 50 kPa/V, 16 bit over 20 V; default ± 0.5 kPa sensor
+    assert p["u_c"] == pytest.approx(math.hypot(0.5 / math.sqrt(3), 50 * 20 / 2 ** 16 / math.sqrt(12)))
+    assert "default" in p["components"][0]["source"]
+    v = volume_uncertainty(ctx, volume_ml=0.5, duration_s=600.0, density_g_ml=0.998, what="bolus")
+    assert v["unit"] == "mL"
+    rel = gravimetric_budget(mass_g=0.5 * 0.998, duration_s=600.0, density_g_ml=0.998, density_u_g_ml=0.0005,
+                             balance=BalanceCalibration.from_mapping(station.instruments["balance"].calibration))
+    assert v["expanded"] == pytest.approx(rel.expanded * 0.5 / 100)
