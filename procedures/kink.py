@@ -59,7 +59,7 @@ def run_severity(ctx: StepContext, severity: int) -> None:
     log = BalanceLog.of(ctx)
     rate = ctx.params["rate_ml_h"]
     start_pump(ctx, rate, monitor)
-    establish_baseline(ctx, monitor, ctx.params["baseline_min"] * 60.0)
+    establish_baseline(ctx, monitor, ctx.params["baseline_min"] * 60.0, on_tick=log.every(ctx))
     mass0_g = log.read(ctx)
     ctx.daq.set_kink_pct(float(severity))
     t_kink = ctx.now_s()
@@ -69,7 +69,7 @@ def run_severity(ctx: StepContext, severity: int) -> None:
         return [e for e in monitor.events() if e.detector in RESTRICTION_DETECTORS and e.t_s >= t_kink]
 
     # hold the full time (the flow error is over the whole hold), unless the line nears the limit
-    watch(ctx, ctx.params["hold_min"] * 60.0, until=lambda: guard_pressure(ctx, monitor))
+    watch(ctx, ctx.params["hold_min"] * 60.0, until=lambda: guard_pressure(ctx, monitor), on_tick=log.every(ctx))
     t_end = ctx.now_s()
     mass1_g = log.read(ctx)
     ctx.daq.set_kink_pct(0.0)

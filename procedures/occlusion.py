@@ -56,7 +56,8 @@ def prepare(ctx: StepContext) -> None:
 
 
 def baseline(ctx: StepContext) -> None:
-    establish_baseline(ctx, monitor_of(ctx), ctx.params["baseline_min"] * 60.0)
+    establish_baseline(ctx, monitor_of(ctx), ctx.params["baseline_min"] * 60.0,
+                       on_tick=BalanceLog.of(ctx).every(ctx))  # the bolus is gravimetric: weigh throughout
 
 
 def occlude(ctx: StepContext) -> None:
@@ -83,7 +84,7 @@ def occlude(ctx: StepContext) -> None:
             return True
         return bool(pump) and monitor.first("occlusion", t_occ) is not None
 
-    watch(ctx, ctx.params["max_wait_min"] * 60.0, until=done)
+    watch(ctx, ctx.params["max_wait_min"] * 60.0, until=done, on_tick=BalanceLog.of(ctx).every(ctx))
     stop_pump(ctx, monitor)
     detector = monitor.first("occlusion", t_occ)
     wait = f"no alarm within {ctx.params['max_wait_min']:g} min of the occlusion"
