@@ -34,6 +34,7 @@ DETECTOR_RATE_HZ = 2.0  # DAQ samples are block-averaged to this rate before the
 # (benchmarks/detection.py characterises the detectors at 2 Hz; averaging only lowers the noise)
 DAQ_CHANNELS = ("pressure_upstream", "pressure_downstream", "flow_sensor")
 BALANCE_COLUMNS = ["t_s", "mass_g"]
+BALANCE_READ_S = 10.0  # balance read period while a gravimetric procedure waits (procedure time)
 POLL_S = 2.0  # how often a procedure looks at alarms while it waits for one (procedure time)
 SAFETY_MARGIN = 0.9  # a procedure stops the pump itself at this fraction of the interlock limit
 
@@ -128,6 +129,14 @@ class BalanceLog:
         mass_g, _stable = ctx.balance.read_mass_immediate_g()
         ctx.live("mass_g", mass_g, "g")
         return self._add(t_s, float(mass_g))
+
+    def every(self, ctx: StepContext, period_s: float = BALANCE_READ_S) -> Callable[[float], None]:
+        """An ``on_tick`` for watch/wait that reads the balance once per ``period_s``: a procedure
+        that reports gravimetric values samples the balance throughout, not just at its ends."""
+        def tick(_t: float) -> None:
+            if not self.t_s or ctx.now_s() - self.t_s[-1] >= period_s - 1e-9:
+                self.read(ctx)
+        return tick
 
     def stable(self, ctx: StepContext) -> float:
         """A stable reading (waits while the balance says it is still settling)."""
@@ -345,13 +354,15 @@ def guard_pressure(ctx: StepContext, monitor: LineMonitor) -> bool:
     return latest is not None and latest >= limit
 
 
-def establish_baseline(ctx: StepContext, monitor: LineMonitor, minimum_s: float) -> None:
+def establish_baseline(ctx: StepContext, monitor: LineMonitor, minimum_s: float,
+                       on_tick: Callable[[float], None] | None = None) -> None:
     """Deliver for ``minimum_s`` and until the detectors monitor (settled and learnt a baseline);
     a detector alarm meanwhile is a false alarm on a healthy line and fails the run."""
     params = monitor.bank.params if monitor.bank is not None else detection_params(ctx)
     limit_s = max(minimum_s, params.settle_s + params.learn_s) + 120.0
     started = ctx.now_s()
-    watch(ctx, limit_s, until=lambda: ctx.now_s() - started >= minimum_s and monitor.phase() == "monitoring")
+    watch(ctx, limit_s, until=lambda: ctx.now_s() - started >= minimum_s and monitor.phase() == "monitoring",
+          on_tick=on_tick)
     if monitor.error:
         raise BenchError(f"line monitor failed: {monitor.error}")
     if monitor.phase() != "monitoring":
@@ -407,7 +418,11 @@ def fault_detection_procedure(spec: FaultSpec) -> Procedure:
         ctx.measure(detected, 1.0 if event else 0.0,
                     detail=(f"{spec.fault} detector alarmed: {event.detail}" if event else
                             f"no {spec.fault} alarm within {ctx.params['max_wait_min']:g} min") + also)
+        from procedures._uncertainty import latency_uncertainty
+
         ctx.measure(latency, None if event is None else (event.t_s - t_fault) / 60.0,
+                    uncertainty=latency_uncertainty(ctx, alarm_step_s=1.0 / DETECTOR_RATE_HZ,
+                                                    what=f"{spec.fault} path opened -> detector alarm"),
                     detail="" if event is None else f"fault at t = {t_fault:.1f} s, alarm at t = {event.t_s:.1f} s")
 
     wait_s = lambda p: p["max_wait_min"] * 60.0  # noqa: E731 - declaration-sized

@@ -38,6 +38,7 @@ from procedures._common import (
     stop_pump,
     tare,
 )
+from procedures._uncertainty import gravimetric_uncertainty
 from rig.engine.context import StepContext
 from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 
@@ -173,6 +174,9 @@ def evaluate(ctx: StepContext) -> None:
                   programmed_ml=part.programmed_ml, delivered_ml=delivered_ml)
         ctx.measure(f"program.{part.name}.volume_error_pct",
                     100.0 * (delivered_ml - part.programmed_ml) / part.programmed_ml,
+                    uncertainty=gravimetric_uncertainty(
+                        ctx, mass_g=part.programmed_ml * density, duration_s=(part.end_min - part.start_min) * 60.0,
+                        density_g_ml=density, what=f"{part.name}: delivered volume"),
                     detail=f"delivered {delivered_ml:.5f} mL vs programmed {part.programmed_ml:.5f} mL "
                            f"({part.start_min:g}..{part.end_min:.4g} min)")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from procedures._common import (
+    DETECTOR_RATE_HZ,
     ITEM_SERIAL,
     SETUP_LINE,
     BalanceLog,
@@ -35,6 +36,7 @@ from procedures._common import (
     tare,
     watch,
 )
+from procedures._uncertainty import gravimetric_uncertainty, latency_uncertainty
 from rig.engine.context import StepContext
 from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 
@@ -59,7 +61,7 @@ def run_severity(ctx: StepContext, severity: int) -> None:
     log = BalanceLog.of(ctx)
     rate = ctx.params["rate_ml_h"]
     start_pump(ctx, rate, monitor)
-    establish_baseline(ctx, monitor, ctx.params["baseline_min"] * 60.0)
+    establish_baseline(ctx, monitor, ctx.params["baseline_min"] * 60.0, on_tick=log.every(ctx))
     mass0_g = log.read(ctx)
     ctx.daq.set_kink_pct(float(severity))
     t_kink = ctx.now_s()
@@ -69,7 +71,7 @@ def run_severity(ctx: StepContext, severity: int) -> None:
         return [e for e in monitor.events() if e.detector in RESTRICTION_DETECTORS and e.t_s >= t_kink]
 
     # hold the full time (the flow error is over the whole hold), unless the line nears the limit
-    watch(ctx, ctx.params["hold_min"] * 60.0, until=lambda: guard_pressure(ctx, monitor))
+    watch(ctx, ctx.params["hold_min"] * 60.0, until=lambda: guard_pressure(ctx, monitor), on_tick=log.every(ctx))
     t_end = ctx.now_s()
     mass1_g = log.read(ctx)
     ctx.daq.set_kink_pct(0.0)
@@ -81,10 +83,15 @@ def run_severity(ctx: StepContext, severity: int) -> None:
                 detail=(f"{first.detector} alarm: {first.detail}" if first else
                         f"no restriction alarm within {(t_end - t_kink) / 60:.3g} min"))
     ctx.measure(_name(severity, "latency_min"), None if first is None else (first.t_s - t_kink) / 60.0,
+                uncertainty=latency_uncertainty(ctx, alarm_step_s=1.0 / DETECTOR_RATE_HZ,
+                                                what=f"{severity} % kink -> first restriction alarm"),
                 detail="" if first is None else f"kink at t = {t_kink:.1f} s, alarm at t = {first.t_s:.1f} s")
     programmed_ml = rate * (t_end - t_kink) / 3600.0
     delivered_ml = (mass1_g - mass0_g) / density_g_ml(ctx)
     ctx.measure(_name(severity, "flow_error_pct"), 100.0 * (delivered_ml - programmed_ml) / programmed_ml,
+                uncertainty=gravimetric_uncertainty(ctx, mass_g=programmed_ml * density_g_ml(ctx),
+                                                    duration_s=t_end - t_kink, density_g_ml=density_g_ml(ctx),
+                                                    what=f"delivered volume during the {severity} % kink"),
                 detail=f"delivered {delivered_ml:.5f} mL vs programmed {programmed_ml:.5f} mL while kinked")
 
 

@@ -24,7 +24,9 @@ faster rates where they say so.
 from __future__ import annotations
 
 from procedures._common import (
+    DETECTOR_RATE_HZ,
     ITEM_SERIAL,
+    POLL_S,
     SETUP_LINE,
     BalanceLog,
     LineMonitor,
@@ -38,6 +40,7 @@ from procedures._common import (
     tare,
     watch,
 )
+from procedures._uncertainty import latency_uncertainty, pressure_uncertainty, volume_uncertainty
 from rig.engine.context import StepContext
 from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 
@@ -53,7 +56,8 @@ def prepare(ctx: StepContext) -> None:
 
 
 def baseline(ctx: StepContext) -> None:
-    establish_baseline(ctx, monitor_of(ctx), ctx.params["baseline_min"] * 60.0)
+    establish_baseline(ctx, monitor_of(ctx), ctx.params["baseline_min"] * 60.0,
+                       on_tick=BalanceLog.of(ctx).every(ctx))  # the bolus is gravimetric: weigh throughout
 
 
 def occlude(ctx: StepContext) -> None:
@@ -80,17 +84,22 @@ def occlude(ctx: StepContext) -> None:
             return True
         return bool(pump) and monitor.first("occlusion", t_occ) is not None
 
-    watch(ctx, ctx.params["max_wait_min"] * 60.0, until=done)
+    watch(ctx, ctx.params["max_wait_min"] * 60.0, until=done, on_tick=BalanceLog.of(ctx).every(ctx))
     stop_pump(ctx, monitor)
     detector = monitor.first("occlusion", t_occ)
     wait = f"no alarm within {ctx.params['max_wait_min']:g} min of the occlusion"
     ctx.measure(M_PUMP_TIME, (pump["t_s"] - t_occ) / 60.0 if pump else None,
+                uncertainty=latency_uncertainty(ctx, alarm_step_s=POLL_S, what="valve closed -> pump alarm"),
                 detail=f"pump alarm at t = {pump['t_s']:.1f} s" if pump else wait)
     ctx.measure(M_PUMP_P, pump.get("pressure_kpa"),
+                uncertainty=pressure_uncertainty(ctx, what="upstream pressure at the pump alarm"),
                 detail="upstream pressure when the pump alarm was seen" if pump else wait)
     ctx.measure(M_DET_TIME, None if detector is None else (detector.t_s - t_occ) / 60.0,
+                uncertainty=latency_uncertainty(ctx, alarm_step_s=1.0 / DETECTOR_RATE_HZ,
+                                                what="valve closed -> occlusion detector alarm"),
                 detail=detector.detail if detector else wait + " (occlusion detector)")
     ctx.measure(M_DET_P, None if detector is None else detector.pressure_upstream_kpa,
+                uncertainty=pressure_uncertainty(ctx, what="upstream pressure at the detector alarm"),
                 detail="upstream pressure at the detector alarm" if detector else wait)
 
 
@@ -104,6 +113,8 @@ def release_and_weigh_bolus(ctx: StepContext) -> None:
     density = density_g_ml(ctx)
     bolus_ml = (after_g - before_g) / density
     ctx.measure(M_BOLUS, bolus_ml,
+                uncertainty=volume_uncertainty(ctx, volume_ml=bolus_ml, duration_s=ctx.params["bolus_settle_min"] * 60.0,
+                                               density_g_ml=density, what="bolus after release"),
                 detail=f"balance {before_g:.4f} g -> {after_g:.4f} g after release, ÷ {density:g} g/mL")
 
 

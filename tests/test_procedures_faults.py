@@ -27,6 +27,15 @@ def test_occlusion_pump_and_detector_alarms_and_bolus(tmp_path: Path) -> None:
     # stored volume C·ΔP ≈ 0.010 mL/kPa × ~98 kPa comes out on release
     assert run.value("occlusion.bolus_ml") == pytest.approx(0.98, rel=0.1)
     assert [e["alarm"] for e in run.events("pump_alarm")] == ["stall"]
+    # every result carries its budget (latency in min, pressure in kPa, bolus in mL)
+    for name, unit in (("occlusion.pump.time_to_alarm_min", "min"), ("occlusion.detector.pressure_at_alarm_kpa", "kPa"),
+                       ("occlusion.bolus_ml", "mL")):
+        u = run.measurements()[name]["uncertainty"]
+        assert u["unit"] == unit and u["k"] == 2 and u["expanded"] > 0, name
+    # the balance is read throughout (baseline, occlusion, release), not only at the ends
+    times = sorted(float(line.split(",")[0]) for line in
+                   (run.run_dir / "raw" / "balance.csv").read_text().splitlines()[1:])
+    assert max(b - a for a, b in zip(times, times[1:])) <= 15.0, "a gap in the gravimetric record"
 
 
 def test_occlusion_with_trend_detector_disabled_fails_only_the_detector(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from typing import Any, TextIO
 
 from rig.engine.display import PlainDisplay, SafeStream
 from rig.engine.operator import Operator, OperatorAnswer
-from rig.engine.runner import FAIL, PASS, RunAborted, Runner, RunResult
+from rig.engine.runner import FAIL, PASS, RunAborted, Runner, RunResult, item_serial_problem
 from rig.engine.signals import ABORTED, ERROR, AbortFlag, abort_on_signals
 from rig import secret_env
 from rig.errors import RigError, UsageError
@@ -109,7 +109,7 @@ class StationSigner:
 
 
 def load_station_signer(key_path: str | None, registry_path: str | None,
-                        passphrase_env: str = PASSPHRASE_ENV) -> StationSigner:
+                        passphrase_env: str = PASSPHRASE_ENV, station: Any = None) -> StationSigner:
     """Decrypt the station key (path from --key or $RIG_STATION_KEY, passphrase from the
     environment: nobody is there to type it) and check, before anything runs, that the registry
     lets it sign as generated_by now. UsageError (exit 2) otherwise."""
@@ -129,7 +129,10 @@ def load_station_signer(key_path: str | None, registry_path: str | None,
                          "cannot prompt for it")
     path = Path(path_text).expanduser()
     key = load_key_file(path, passphrase)
-    registry = Registry.load(Path(registry_path) if registry_path else default_registry_path())
+    registry = Registry.load(Path(registry_path) if registry_path else default_registry_path(
+        getattr(station, "key_registry", None)), pinned=tuple(getattr(station, "admin_keys", ()) or ()))
+    for trouble in registry.trust_problems():
+        raise UsageError(f"station key {key.signer_id}: {trouble}")
     entry = registry.find(key.key_id)
     if entry is None:
         raise UsageError(f"station key {path} ({key.signer_id}, {key.key_id}) is not in the key registry "
@@ -137,7 +140,7 @@ def load_station_signer(key_path: str | None, registry_path: str | None,
     if SIGNING_ROLE not in entry.roles:
         raise UsageError(f"station key {key.signer_id} may not sign as {SIGNING_ROLE} (its roles: "
                          f"{', '.join(entry.roles)})")
-    problem = entry.problem_at(_dt.datetime.now(_dt.timezone.utc))
+    problem = entry.problem_at(_dt.datetime.now(_dt.timezone.utc)) or registry.entry_problem(entry)
     if problem:
         raise UsageError(f"station key {key.signer_id}: {problem}")
     return StationSigner(key=key, registry=registry, key_path=path)
@@ -283,7 +286,10 @@ class NightlyRunner:
         self.lock: StationLock | None = None  # held while run() runs
         self._daq_listeners: list[int] = []  # listeners on the DAQ after each run (should stay 0)
         self._software = dict(software_identity())
-        self.audit_log = self.out_dir / "audit.jsonl"
+        # the station's one audit trail (runs, builds, signatures of every nightly); $RIG_AUDIT_LOG overrides
+        env_log = os.environ.get("RIG_AUDIT_LOG")
+        self.audit_log = Path(env_log) if env_log else Path(getattr(station, "audit_log", None)
+                                                           or self.out_dir / "audit.jsonl")
 
     # -- bench ------------------------------------------------------------------------------
 
@@ -428,6 +434,11 @@ class NightlyRunner:
         except RigError as exc:
             base.reason = f"the bench did not open: {exc}"
             self._close_bench()
+            return base
+        mismatch = item_serial_problem(bench.station, bench.identities,
+                                       {a.step: a.answer for a in item_answers})
+        if mismatch:
+            base.reason = mismatch
             return base
         run_id = new_run_id(procedure.id)
         run_dir = self.out_dir / "runs" / run_id
