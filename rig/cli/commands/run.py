@@ -14,22 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import procedures
-from reports.bundle import build_bundle
 from rig.cli.live_display import make_display
-from rig.engine.display import Display
-from rig.engine.operator import (
-    Operator,
-    OperatorAnswer,
-    load_answers_file,
-    parse_answer_args,
-)
-from rig.engine.params import parse_params
-from rig.engine.procedure import Procedure
-from rig.engine.runner import RunAborted, Runner, RunResult, check_calibration_policy
-from rig.engine.signals import AbortFlag, abort_on_signals
-from rig.record import new_run_id, writable_directory
-from rig.station.bench import Bench
+from rig.engine.operator import Operator, load_answers_file, parse_answer_args
+from rig.engine.runner import RunAborted
+from rig.engine.signals import abort_on_signals
+from rig.fleet.launch import ask_item, build_report, execute, prepare_run
 from rig.station.lock import StationLock, warn_takeover
 from rig.station.config import STATION_ENV, default_station_path, load_station
 
@@ -81,6 +70,12 @@ def register(subparsers: Any) -> None:
                         help="plain timestamped lines even on a terminal")
     parser.add_argument("--no-report", action="store_true",
                         help="do not build the report bundle after the run")
+    parser.add_argument("--via", metavar="URL", default=None,
+                        help="submit the run to a bench service (`rig serve`) at URL and show it "
+                             "live here; the service's station runs it (--station/--out are its own)")
+    parser.add_argument("--user", metavar="NAME", default=None,
+                        help="with --via: account on the service (password from $RIG_PANEL_PASSWORD "
+                             "or a prompt); not needed for a service on 127.0.0.1 without accounts")
     parser.set_defaults(func=run)
 
 
@@ -102,59 +97,37 @@ def _answers(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
     return answers, via
 
 
-def _ask_item(procedure: Procedure, operator: Operator, display: Display) -> tuple[dict[str, str], list[OperatorAnswer]]:
-    """The item under test is named before the record starts, so run_started can carry it."""
-    recorded: list[OperatorAnswer] = []
-    for entry in procedure.item_under_test:
-        with display.paused():
-            recorded.append(operator.ask(entry))
-    return {a.step: a.answer for a in recorded}, recorded
-
-
-def _build_report(result: RunResult) -> None:
-    """The report bundle is a convenience here: its failure never changes the run's outcome."""
-    try:
-        bundle = build_bundle(result.run_dir)
-    except Exception as exc:  # noqa: BLE001 - reported, not raised (see docstring)
-        print(f"rig: warning: report bundle not built: {exc}", file=sys.stderr)
-        return
-    print(f"report: {bundle}")
-
-
 def run(args: argparse.Namespace) -> int:
-    procedure = procedures.load(args.procedure)
-    spec = procedure.load_spec()
-    params = parse_params(args.param, procedure)
+    if args.via:
+        from rig.service.client import run_via
+
+        return run_via(args, make_display)
     station = load_station(args.station or default_station_path())
-    check_calibration_policy(station)
     answers, via = _answers(args)
-    abort = AbortFlag()
-    operator = Operator(args.operator or default_operator(), answers, answers_via=via,
-                        abort_requested=abort.reason)
-    operator.preflight(procedure.operator_steps(), procedure.id)
-    runs_dir = writable_directory(Path(args.out) if args.out else station.runs_dir,
-                                  "--out" if args.out else f"runs directory (station.runs_dir of {station.path})")
-    run_id = new_run_id(procedure.id)
-    with StationLock.acquire(station, owner=f"rig run {procedure.id}", run_id=run_id) as lock:
-        warn_takeover(lock, audit_log_near=runs_dir)
+    prepared = prepare_run(
+        args.procedure, args.param, station,
+        lambda abort: Operator(args.operator or default_operator(), answers, answers_via=via,
+                               abort_requested=abort.reason),
+        runs_dir=Path(args.out) if args.out else None,
+        runs_dir_label="--out" if args.out else f"runs directory (station.runs_dir of {station.path})")
+    with StationLock.acquire(station, owner=f"rig run {prepared.procedure.id}", run_id=prepared.run_id) as lock:
+        warn_takeover(lock, audit_log_near=prepared.runs_dir)
         display = make_display(plain=True if args.plain else None)
         try:
-            with abort_on_signals(abort, notify=display.message):
+            with abort_on_signals(prepared.abort, notify=display.message):
                 try:
-                    item, item_answers = _ask_item(procedure, operator, display)
+                    item, item_answers = ask_item(prepared, display)
                 except RunAborted as exc:
                     print(f"rig: aborted before the run started: {exc.reason}", file=sys.stderr)
                     return 3
-                with Bench.open(station, lock=lock) as bench:
-                    result = Runner(procedure=procedure, spec=spec, params=params, bench=bench,
-                                    run_dir=runs_dir / run_id, run_id=run_id, operator=operator,
-                                    display=display, abort=abort, item_under_test=item,
-                                    pre_answers=item_answers).run()
+                result = execute(prepared, display, lock, item=item, item_answers=item_answers)
         finally:
             display.close()
     print(f"{result.outcome}: {result.reason}")
     print(f"record: {result.run_dir / 'record.jsonl'}")
     if not args.no_report:
-        _build_report(result)
+        bundle = build_report(result)
+        if bundle is not None:
+            print(f"report: {bundle}")
     return result.exit_code
 
