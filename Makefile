@@ -1,12 +1,13 @@
 # Two commands for a fresh machine with Python 3.11 and make:
 #   make demo   create .venv, install, start the simulated bench, run a procedure, sign and verify a report
 #   make test   the full test suite
+#   make serve  the bench service and operator panel on the station in ./rig.toml (open the printed URL)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-full clean
+.PHONY: demo test serve bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m rig.cli.demo
+
+serve: $(STAMP)
+	$(BIN)/rig serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("visa_overhead", "daq_stream", "detection", "procedure_speed", "bundle_verify")
+BENCHMARKS = ("visa_overhead", "daq_stream", "detection", "procedure_speed", "bundle_verify", "panel_latency")
 RESULTS = Path(__file__).with_name("results.md")
 
 
