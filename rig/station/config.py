@@ -118,6 +118,7 @@ _TOP: dict[str, Key] = {
     "history": Key("table"),
     "signing": Key("table"),
     "operators": Key("table"),
+    "service": Key("table"),
 }
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*")
@@ -185,6 +186,15 @@ def _history_url_problem(url: str) -> str | None:
 # [history]: where runs and measurements are filed (rig.fleet.history); default sqlite:///<runs_dir>/history.sqlite3
 _HISTORY: dict[str, Key] = {
     "url": Key("str", check=_history_url_problem),
+}
+
+# [service]: `rig serve` (the bench service and operator panel); paths relative to this file.
+_SERVICE: dict[str, Key] = {
+    "port": Key("int", default=8714, low=1, high=65535),
+    "accounts": Key("str", check=lambda v: None if v.strip() else "is empty; give the accounts file "
+                    "written by `rig users add`, or remove the key"),
+    "tls_certificate": Key("str", check=lambda v: None if v.strip() else "is empty"),
+    "tls_key": Key("str", check=lambda v: None if v.strip() else "is empty"),
 }
 
 _INSTRUMENT: dict[str, Key] = {
@@ -259,12 +269,18 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
     if len(under_test) > 1:
         problems.add("instruments", f"{', '.join(under_test)} are all marked under_test = true; "
                      "a station verifies one item at a time")
+    service = problems.table(top["service"], "service", _SERVICE) if "service" in top else {}
+    if ("tls_certificate" in service) != ("tls_key" in service):
+        problems.add("service.tls_key" if "tls_certificate" in service else "service.tls_certificate",
+                     "TLS needs both service.tls_certificate and service.tls_key (PEM files)")
     if problems.items:
         raise ConfigError(problems.items, source=str(path))
 
     base = path.parent
     if "url" in history:
         sections["history"] = {"url": resolve_url(history["url"], base)}  # relative = next to this file
+    if service:
+        sections["service"] = {k: (_resolve(base, v) if k != "port" else v) for k, v in service.items()}
     attach = sim.get("attach")
     runs_dir = _resolve(base, st["runs_dir"])
     return Station(

@@ -12,27 +12,16 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import procedures
-from reports.bundle import build_bundle
 from rig.cli.live_display import make_display
-from rig.engine.display import Display, SafeStream
-from rig.engine.operator import (
-    Operator,
-    OperatorAnswer,
-    load_answers_file,
-    parse_answer_args,
-)
-from rig.engine.params import ParameterValues, parse_params
-from rig.engine.procedure import Procedure
-from rig.engine.runner import RunAborted, Runner, RunResult, check_calibration_policy, item_serial_problem
-from rig.engine.signals import AbortFlag, abort_on_signals
+from rig.engine.display import SafeStream
+from rig.engine.operator import Operator, load_answers_file, parse_answer_args
+from rig.engine.runner import RunAborted, Runner, RunResult
+from rig.engine.signals import abort_on_signals
 from rig.errors import RigError, UsageError
-from rig.record import new_run_id, writable_directory
-from rig.station.bench import Bench
+from rig.fleet.launch import ask_item, build_report, execute, prepare_run, station_audit_log
 from rig.station.config import STATION_ENV, default_station_path, load_station
 from rig.station.lock import StationLock, warn_takeover
 
@@ -93,6 +82,12 @@ def register(subparsers: Any) -> None:
                         help="plain timestamped lines even on a terminal")
     parser.add_argument("--no-report", action="store_true",
                         help="do not build the report bundle after the run")
+    parser.add_argument("--via", metavar="URL", default=None,
+                        help="submit the run to a bench service (`rig serve`) at URL and show it "
+                             "live here; the service's station runs it (--station/--out are its own)")
+    parser.add_argument("--user", metavar="NAME", default=None,
+                        help="with --via: account on the service (password from $RIG_PANEL_PASSWORD "
+                             "or a prompt); not needed for a service on 127.0.0.1 without accounts")
     parser.set_defaults(func=run)
 
 
@@ -143,65 +138,6 @@ def _answers(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
     return answers, via
 
 
-def _ask_item(procedure: Procedure, operator: Operator, display: Display) -> tuple[dict[str, str], list[OperatorAnswer]]:
-    """The item under test is named before the record starts, so run_started can carry it."""
-    recorded: list[OperatorAnswer] = []
-    for entry in procedure.item_under_test:
-        with display.paused():
-            recorded.append(operator.ask(entry))
-    return {a.step: a.answer for a in recorded}, recorded
-
-
-def station_audit_log(station: Any) -> Path:
-    """$RIG_AUDIT_LOG, else the station's one audit trail (station.audit_log)."""
-    from reports.audit import ENV_VAR
-
-    return Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else Path(station.audit_log)
-
-
-def _build_report(result: RunResult, audit_log: Path | None = None) -> None:
-    """The report bundle is a convenience here: its failure never changes the run's outcome."""
-    try:
-        bundle = build_bundle(result.run_dir, audit_log=audit_log)
-    except Exception as exc:  # noqa: BLE001 - reported, not raised (see docstring)
-        print(f"rig: warning: report bundle not built: {exc}", file=sys.stderr)
-        return
-    out = SafeStream(sys.stdout)
-    out.write(f"report: {bundle}\n")
-    out.flush()
-
-
-def preflight(args: argparse.Namespace, procedure: Procedure, station: Any,
-              abort: AbortFlag) -> tuple[ParameterValues, Operator, Path]:
-    """Everything about the request that can be checked before the bench is touched, with EVERY
-    problem in one UsageError (exit 2): parameters and their cross-rules, the calibration policy,
-    every operator answer, and that the runs directory is writable."""
-    problems: list[str] = []
-
-    def check(action: Callable[[], Any]) -> Any:
-        try:
-            return action()
-        except UsageError as exc:
-            problems.append(str(exc))
-            return None
-
-    params = check(lambda: parse_params(args.param, procedure))
-    check(lambda: check_calibration_policy(station))
-    answers, via = check(lambda: _answers(args)) or ({}, {})
-    name = check(lambda: operator_identity(args.operator, station))
-    operator = Operator(name or "", answers, answers_via=via, abort_requested=abort.reason)
-    problems += operator.problems(procedure.operator_steps(), procedure.id)
-    runs_dir = check(lambda: writable_directory(
-        Path(args.out) if args.out else station.runs_dir,
-        "--out" if args.out else f"runs directory (station.runs_dir of {station.path})"))
-    if len(problems) == 1:
-        raise UsageError(problems[0])
-    if problems:
-        raise UsageError(f"rig run {procedure.id} refused before starting ({len(problems)} problems):\n"
-                         + "\n".join("  - " + p.replace("\n", "\n    ") for p in problems))
-    return params, operator, runs_dir
-
-
 NOT_VALID_FOR_RELEASE_EXIT = 4
 
 
@@ -227,16 +163,30 @@ def _release(result: RunResult) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    procedure = procedures.load(args.procedure)
-    spec = procedure.load_spec()
+    if args.via:
+        from rig.service.client import run_via
+
+        return run_via(args, make_display)
     station = load_station(args.station or default_station_path())
-    abort = AbortFlag()
-    params, operator, runs_dir = preflight(args, procedure, station, abort)
-    run_id = new_run_id(procedure.id)
-    with StationLock.acquire(station, owner=f"rig run {procedure.id}", run_id=run_id) as lock:
+
+    def make_operator(abort: Any) -> Operator:
+        answers, via = _answers(args)
+        return Operator(operator_identity(args.operator, station), answers, answers_via=via,
+                        abort_requested=abort.reason)
+
+    prepared = prepare_run(
+        args.procedure, args.param, station, make_operator,
+        runs_dir=Path(args.out) if args.out else None,
+        runs_dir_label="--out" if args.out else f"runs directory (station.runs_dir of {station.path})")
+    run_id = prepared.run_id
+    with StationLock.acquire(station, owner=f"rig run {prepared.procedure.id}", run_id=run_id) as lock:
         warn_takeover(lock, audit_log_near=station_audit_log(station).parent)
         display = make_display(plain=True if args.plain else None)
         runner: Runner | None = None
+
+        def keep(r: Runner) -> None:
+            nonlocal runner
+            runner = r
 
         def hung_up() -> None:
             """SIGHUP: the terminal is gone; the run is not (README "Hang-ups")."""
@@ -250,21 +200,14 @@ def run(args: argparse.Namespace) -> int:
                     pass
 
         try:
-            with abort_on_signals(abort, notify=display.message, on_hangup=hung_up):
+            with abort_on_signals(prepared.abort, notify=display.message, on_hangup=hung_up):
                 try:
-                    item, item_answers = _ask_item(procedure, operator, display)
+                    item, item_answers = ask_item(prepared, display)
                 except RunAborted as exc:
                     print(f"rig: aborted before the run started: {exc.reason}", file=sys.stderr)
                     return 3
-                with Bench.open(station, lock=lock) as bench:
-                    problem = item_serial_problem(station, bench.identities, item)
-                    if problem:
-                        raise UsageError(problem)
-                    runner = Runner(procedure=procedure, spec=spec, params=params, bench=bench,
-                                    run_dir=runs_dir / run_id, run_id=run_id, operator=operator,
-                                    display=display, abort=abort, item_under_test=item,
-                                    pre_answers=item_answers, audit_log=station_audit_log(station))
-                    result = runner.run()
+                result = execute(prepared, display, lock, item=item, item_answers=item_answers,
+                                 on_runner=keep)
         finally:
             display.close()
     out = SafeStream(sys.stdout)  # `| head -1` may have closed it: the exit code still tells
@@ -273,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
     out.flush()
     code = _release(result)
     if not args.no_report:
-        _build_report(result, station_audit_log(station))
+        bundle = build_report(result, station_audit_log(station))
+        if bundle is not None:
+            out.write(f"report: {bundle}\n")
+            out.flush()
     return code
-
