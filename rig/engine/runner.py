@@ -247,9 +247,9 @@ class Runner:
         confirmed, readback, failure = self.guard.reach()
         if acquisition is not None:
             try:
-                acquisition.disarm_interlock()
+                acquisition.detach()
             except Exception as exc:  # noqa: BLE001
-                problems.append(f"detaching the interlock failed: {describe_error(exc)}")
+                problems.append(f"detaching the interlock and listeners from the DAQ failed: {describe_error(exc)}")
         if log is None:
             _try(lambda: self.guard.release(None))
             return confirmed, outcome
