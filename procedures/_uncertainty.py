@@ -11,7 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rig.analysis.uncertainty import BalanceCalibration, direct_budget, gravimetric_budget, scaled
+from rig.analysis.uncertainty import (
+    BalanceCalibration,
+    direct_budget,
+    gravimetric_budget,
+    scaled,
+)
 from rig.engine.context import StepContext
 
 

@@ -35,6 +35,7 @@ class Acquisition:
         self._display = display
         self._abort = abort
         self._interlock: Interlock | None = None
+        self._listeners: list[Any] = []  # chunk listeners the run's steps attached (line monitors)
         self._acquiring = False  # the DAQ streams to raw/daq.f64
         self._t0_s = 0.0  # bench clock time of DAQ sample 0
         self._live_failed = False
@@ -61,12 +62,22 @@ class Acquisition:
         if getattr(clock, "virtual", False) and hasattr(clock, "guard"):
             clock.guard = guard
 
+    def add_chunk_listener(self, listener: Any) -> None:
+        """A step's chunk listener (e.g. a procedure's line monitor), detached with the run."""
+        self._daq.add_chunk_listener(listener)
+        self._listeners.append(listener)
+
     def disarm_interlock(self) -> None:
-        """Detach the interlock from the DAQ (which outlives the run)."""
+        """Detach the interlock and the steps' listeners from the DAQ, which outlives the run (a
+        nightly runs every procedure on one bench): a finished run's detectors must not judge,
+        nor write into the record of, the next run."""
         self._set_guard(None)
         interlock, self._interlock = self._interlock, None
+        listeners, self._listeners = self._listeners, []
         if interlock is not None:
             interlock.detach()
+        for listener in listeners:
+            self._daq.remove_listener(listener)
 
     def release_listeners(self) -> int:
         """Remove every DAQ listener added during the run (the DAQ outlives the run: a listener

@@ -63,6 +63,19 @@ class _Checked:
         return checked
 
 
+class _CheckedDaq(_Checked):
+    """The DAQ seen through a step: a chunk listener a procedure attaches is attached through the
+    run's Acquisition, which detaches it when the run ends (the DAQ outlives the run)."""
+
+    def __init__(self, daq: Any, check: Callable[[], None], acquisition: Acquisition) -> None:
+        super().__init__(daq, check)
+        self._acquisition = acquisition
+
+    def add_chunk_listener(self, listener: Callable[[Any], None]) -> None:
+        self._check()
+        self._acquisition.add_chunk_listener(listener)
+
+
 class RunStepContext:
     """What a step function gets. Procedures use only this (never bench.sim).
 
@@ -85,7 +98,7 @@ class RunStepContext:
         self.station = bench.station
         self.pump = _Checked(bench.pump, self.check)
         self.balance = _Checked(bench.balance, self.check)
-        self.daq = None if bench.daq is None else _Checked(bench.daq, self.check)
+        self.daq = None if bench.daq is None else _CheckedDaq(bench.daq, self.check, run.acquisition)
 
     # -- time and checkpoints ------------------------------------------------------------------
 
