@@ -31,10 +31,16 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PASSPHRASE = "readme test passphrase"
-ANSWERS = b"SN-README-1\ndone\n"  # item_serial, then the set-up instruction confirmed
+ADMIN_PASSPHRASE = "readme admin passphrase"
+ANSWERS = b"NE1000-SIM-0001\ndone\n"  # item_serial (the simulated pump's own), then the set-up confirmed
 # Commands of the block this test does not run, each with the reason and where it is exercised.
 NOT_RUN = {
     "make bench": "runs every benchmark (minutes of wall time); `make bench` is its own CI job",
+    "rig run reservoir_cycle --answer refill=done": "a 42-day interval (minutes of wall time); "
+                                                    "tests/test_reservoir_cycle.py runs it over short intervals",
+    "rig serve": "serves until stopped; the panel tests (tests/test_panel_*.py) start it on a private port",
+    "rig run flow_accuracy --via http://127.0.0.1:8714/": "needs `rig serve` running; the panel tests submit "
+                                                          "runs through a service they start",
 }
 SERVE_S = 60.0  # wall time allowed for `rig sim serve` to write its resources file
 
@@ -61,6 +67,7 @@ def test_the_block_is_found_and_every_command_is_run_or_named() -> None:
 def _env(home: Path, station_key: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIG_")}
     env.update(HOME=str(home), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", RIG_KEY_PASSPHRASE=PASSPHRASE,
+               RIG_ADMIN_PASSPHRASE=ADMIN_PASSPHRASE, RIG_PANEL_PASSWORD="readme panel password",
                RIG_LOCK_DIR=str(home / "locks"), PYTHONPATH=str(REPO))
     if station_key is not None:
         env["RIG_STATION_KEY"] = str(station_key)
@@ -100,31 +107,46 @@ def _serve(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     return proc.returncode, out
 
 
+def _pin_admin(station: Path, out: str) -> None:
+    """What the README tells the user to do after `rig keys init-admin`: pin the printed key id."""
+    found = re.search(r"admin_keys = \[[^\]]*\]", out)
+    assert found, out
+    station.write_text(station.read_text(encoding="utf-8") + f"\n[signing]\n{found.group(0)}\n", encoding="utf-8")
+
+
+def _enrol_station_key(work: Path, home: Path, env: dict[str, str]) -> dict[str, str]:
+    """The station key the nightly signs its bundles with (README: "The station key"), enrolled by
+    the administrator the block created."""
+    code, out = _run("rig keys new --id station-readme --name 'README station' --roles generated_by "
+                     f"--out {home / 'station-keys'} --admin-key {home / '.rig' / 'keys' / 'qa-admin.key'}", work, env)
+    assert code == 0, out
+    return {**env, "RIG_STATION_KEY": str(home / "station-keys" / "station-readme.key")}
+
+
 @pytest.mark.timeout(1200)
 def test_every_everyday_command_of_the_readme_runs_as_written(tmp_path: Path) -> None:
     work = tmp_path / "lab"
     work.mkdir()
     shutil.copy(REPO / "rig.toml", work / "rig.toml")
     shutil.copytree(REPO / "suites", work / "suites")
-    # The station key the nightly signs its bundles with (README: "The station key").
-    setup_env = _env(tmp_path, None)
-    code, out = _run("rig keys new --id station-readme --name 'README station' --roles generated_by "
-                     f"--out {tmp_path / 'station-keys'}", work, setup_env)
-    assert code == 0, out
-    env = _env(tmp_path, tmp_path / "station-keys" / "station-readme.key")
+    env = _env(tmp_path, None)
     run_dir: str | None = None
     for command in everyday_commands():
         if command in NOT_RUN:
             continue
         if "<run_id>" in command:
             assert run_dir is not None, f"`{command}` needs the run of an earlier `rig run` in the block"
-            command = command.replace("runs/<run_id>", run_dir)
+            command = command.replace("runs/<run_id>", run_dir).replace("<run_id>", Path(run_dir).name)
+        if command.startswith("rig nightly"):
+            env = _enrol_station_key(work, tmp_path, env)
         if command.startswith("rig sim serve"):
             code, out = _serve(command, work, env)
         else:
             code, out = _run(command, work, env)
         assert code == 0, f"`{command}` exited {code}, which the README does not announce:\n{out[-4000:]}"
         assert "Traceback" not in out, f"`{command}`:\n{out}"
+        if command.startswith("rig keys init-admin"):
+            _pin_admin(work / "rig.toml", out)
         if command.startswith("rig run "):
             found = re.search(r"record: (\S+)/record\.jsonl", out)
             assert found, out[-2000:]
