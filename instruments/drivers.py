@@ -51,4 +51,5 @@ DRIVERS: dict[str, DriverInfo] = {
     "nidaqmx": DriverInfo("daq", "instruments.daq:Daq", "NI multifunction DAQ via nidaqmx", daq_channels.OPTIONS),
 }
 
-KINDS = ("syringe_pump", "peristaltic_pump", "balance", "dmm", "daq")
+PUMP_KINDS = ("syringe_pump", "peristaltic_pump")  # the kinds that deliver (and are stopped first)
+KINDS = (*PUMP_KINDS, "balance", "dmm", "daq")

@@ -27,17 +27,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from procedures._common import (
-    ITEM_SERIAL,
-    SETUP_LINE,
-    BalanceLog,
-    density_g_ml,
-    pump_alarm,
-    set_rate,
-    start_pump,
-    stop_pump,
-    tare,
-)
+from procedures._gravimetry import BalanceLog, density_g_ml, tare
+from procedures._pump import pump_alarm, set_rate, start_pump, stop_pump
+from procedures._setup import ITEM_SERIAL, SETUP_LINE
 from rig.engine.context import StepContext
 from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 

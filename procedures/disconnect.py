@@ -12,7 +12,7 @@ any other detector that alarms is named in the measurement detail.
 
 from __future__ import annotations
 
-from procedures._common import FaultSpec, fault_detection_procedure
+from procedures._fault_detection import fault_detection_procedure, FaultSpec
 
 PROCEDURE = fault_detection_procedure(FaultSpec(
     fault="disconnect",

@@ -27,18 +27,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from procedures._common import (
-    ITEM_SERIAL,
-    SETUP_LINE,
-    BalanceLog,
-    LineMonitor,
-    density_g_ml,
-    pump_alarm,
-    start_pump,
-    stop_pump,
-    tare,
-    watch,
-)
+from procedures._gravimetry import BalanceLog, density_g_ml, tare
+from procedures._line_monitor import LineMonitor, watch
+from procedures._pump import pump_alarm, start_pump, stop_pump
+from procedures._setup import ITEM_SERIAL, SETUP_LINE
 from rig.analysis.flow_metrics import (
     DEFAULT_MIN_DIGITS_PER_SAMPLE,
     TRUMPET_WINDOWS_MIN,

@@ -22,19 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from procedures._common import (
-    ITEM_SERIAL,
-    SETUP_LINE,
-    BalanceLog,
-    LineMonitor,
-    density_g_ml,
-    establish_baseline,
-    guard_pressure,
-    start_pump,
-    stop_pump,
-    tare,
-    watch,
-)
+from procedures._gravimetry import BalanceLog, density_g_ml, tare
+from procedures._line_monitor import establish_baseline, guard_pressure, LineMonitor, watch
+from procedures._pump import start_pump, stop_pump
+from procedures._setup import ITEM_SERIAL, SETUP_LINE
 from rig.engine.context import StepContext
 from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 

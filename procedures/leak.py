@@ -12,7 +12,7 @@ detector's alarm counts; any other detector that alarms is named in the measurem
 
 from __future__ import annotations
 
-from procedures._common import FaultSpec, fault_detection_procedure
+from procedures._fault_detection import fault_detection_procedure, FaultSpec
 
 PROCEDURE = fault_detection_procedure(FaultSpec(
     fault="leak",

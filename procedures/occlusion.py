@@ -23,21 +23,10 @@ faster rates where they say so.
 
 from __future__ import annotations
 
-from procedures._common import (
-    ITEM_SERIAL,
-    SETUP_LINE,
-    BalanceLog,
-    LineMonitor,
-    density_g_ml,
-    establish_baseline,
-    guard_pressure,
-    monitor_of,
-    pump_alarm,
-    start_pump,
-    stop_pump,
-    tare,
-    watch,
-)
+from procedures._gravimetry import BalanceLog, density_g_ml, tare
+from procedures._line_monitor import establish_baseline, guard_pressure, LineMonitor, monitor_of, watch
+from procedures._pump import pump_alarm, start_pump, stop_pump
+from procedures._setup import ITEM_SERIAL, SETUP_LINE
 from rig.engine.context import StepContext
 from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 

@@ -11,16 +11,9 @@ the station's ``[detection]`` table. Any detector alarm, or a pump alarm, is a f
 
 from __future__ import annotations
 
-from procedures._common import (
-    ITEM_SERIAL,
-    SETUP_LINE,
-    LineMonitor,
-    monitor_of,
-    pump_alarm,
-    start_pump,
-    stop_pump,
-    watch,
-)
+from procedures._line_monitor import LineMonitor, monitor_of, watch
+from procedures._pump import pump_alarm, start_pump, stop_pump
+from procedures._setup import ITEM_SERIAL, SETUP_LINE
 from rig.analysis.detection import DetectorBank
 from rig.engine.context import StepContext
 from rig.engine.procedure import Measurement, Parameter, Procedure, Step

@@ -39,9 +39,6 @@ EMULATORS: dict[str, EmulatorInfo] = {
 DAQ_DRIVER = "nidaqmx"
 DAQ_SERVER = "instruments.sim.daq_server:start_daq_server"  # (world, InstrumentConfig) -> (server, "host:port")
 
-# Station pump kind -> the model's pump mechanism.
-PUMP_KINDS: dict[str, str] = {"syringe_pump": "syringe", "peristaltic_pump": "peristaltic"}
-
 
 def emulator_for(driver: str) -> EmulatorInfo:
     """The emulator of a driver; KeyError names the drivers the simulated bench can play."""

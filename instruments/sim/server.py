@@ -17,7 +17,8 @@ from typing import Any
 from instruments.sim.control_server import ControlHandler, ControlServer
 from instruments.sim.emulator import Emulator
 from instruments.sim.model import LineParams
-from instruments.sim.emulators import DAQ_DRIVER, DAQ_SERVER, PUMP_KINDS, emulator_for
+from instruments.drivers import PUMP_KINDS
+from instruments.sim.emulators import DAQ_DRIVER, DAQ_SERVER, emulator_for
 from instruments.sim.transports import PtyPort, TcpPort
 from instruments.sim.world import SimWorld
 from rig.errors import BenchError
@@ -30,8 +31,9 @@ DAQ_STOP_GRACE_S = 1.0
 
 
 def _pump_kind(station: Station) -> str:
-    """The model's pump mechanism from the station's pump instrument (syringe when none)."""
-    kinds = [PUMP_KINDS[i.kind] for i in station.instruments.values() if i.kind in PUMP_KINDS]
+    """The model's pump mechanism from the station's pump instrument (syringe when none): the
+    mechanisms are named after the kinds ("syringe_pump" -> "syringe")."""
+    kinds = [i.kind.removesuffix("_pump") for i in station.instruments.values() if i.kind in PUMP_KINDS]
     return kinds[0] if kinds else "syringe"
 
 

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from instruments.drivers import DRIVERS
+from instruments.drivers import DRIVERS, PUMP_KINDS
 from instruments.errors import InstrumentBusy
 from instruments.sim.control import SimControl
 from instruments.sim.launcher import read_resources, start_sim
@@ -24,7 +24,6 @@ from rig.station.clock import Clock, RealClock, VirtualClock
 from rig.station.lock import DeviceLock, StationBusy, StationLock, serial_device_path
 from rig.station.model import InstrumentConfig, Station
 
-PUMP_KINDS = ("syringe_pump", "peristaltic_pump")
 SAFETY_KINDS = PUMP_KINDS + ("daq",)  # what must be made safe if the controller dies (rig.engine.supervisor)
 SIM = "sim"
 
@@ -384,5 +383,5 @@ class Bench:
         self.close()
 
 
-__all__ = ["Bench", "PUMP_KINDS", "SAFETY_KINDS", "describe_error", "open_driver", "safe_state_each",
+__all__ = ["Bench", "SAFETY_KINDS", "describe_error", "open_driver", "safe_state_each",
            "safe_state_order"]

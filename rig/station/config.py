@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from instruments.drivers import DRIVERS, KINDS
+from instruments.drivers import DRIVERS, KINDS, PUMP_KINDS
 from instruments.sim.emulators import sim_options
 from rig.analysis.detection import SETTINGS as DETECTION_SETTINGS
 from rig.errors import ConfigError
@@ -34,7 +34,6 @@ from rig.station.model import (
 
 STATION_ENV = "RIG_STATION"
 SIM_RESOURCE = "sim"  # "the simulated bench's resource for this instrument"
-PUMP_KINDS = ("syringe_pump", "peristaltic_pump")
 
 
 def default_station_path() -> Path:

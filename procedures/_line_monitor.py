@@ -1,11 +1,10 @@
-"""Pieces every verification procedure shares: pump control, the balance log, and the line monitor
-that feeds the DAQ stream to the fault detectors.
+"""The line monitor: feeds the DAQ stream to the fault detectors while a procedure runs, and the
+waits and guards built on it.
 
-Why one module: occlusion, kink, leak, disconnect and soak all do the same three things — run the
-pump at a rate, watch the streaming pressures and flow with the detectors of ``rig.analysis.detection``,
-and time a fault injected through the DAQ's valves. Writing that once keeps the procedures short
-and makes them agree on what "detected" and "latency" mean. Nothing here knows about the
-simulated bench: faults go through ``ctx.daq`` (the valves), time through ``ctx.wait``.
+Why here and not in the engine: what "detected" and "latency" mean is part of the verification
+method (occlusion, kink, leak, disconnect and soak all watch the line the same way). Nothing here
+knows about the simulated bench: faults go through ``ctx.daq`` (the valves), time through
+``ctx.wait``.
 
 Time base: everything a procedure measures is in *procedure time* (``ctx.now_s()``). DAQ samples
 carry their own time since acquisition start; ``ctx.acquisition_started_s()`` maps one onto the
@@ -23,140 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from instruments.pump import PumpAlarm
 from rig.analysis.detection import DetectionParams, DetectorBank, Event, Sample
 from rig.engine.context import StepContext
-from rig.engine.operator import Entry, Instruction
-from rig.engine.procedure import Measurement, Parameter, Procedure, Step
 from rig.errors import BenchError
 
 DETECTOR_RATE_HZ = 2.0  # DAQ samples are block-averaged to this rate before the detectors
 # (benchmarks/detection.py characterises the detectors at 2 Hz; averaging only lowers the noise)
 DAQ_CHANNELS = ("pressure_upstream", "pressure_downstream", "flow_sensor")
-BALANCE_COLUMNS = ["t_s", "mass_g"]
 POLL_S = 2.0  # how often a procedure looks at alarms while it waits for one (procedure time)
 SAFETY_MARGIN = 0.9  # a procedure stops the pump itself at this fraction of the interlock limit
-
-# Every record names the item under test; the same entry as delivery_check, so answers files match.
-ITEM_SERIAL = Entry("item_serial", "Serial number of the pump under test",
-                    pattern=r"[A-Za-z0-9][A-Za-z0-9._/-]{0,39}", example="NE1000-SIM-0001")
-SETUP_LINE = Instruction("setup", "Prime the line, connect the catheter through the fault valves and "
-                                  "place its outlet in the weighing vessel on the balance; close the "
-                                  "draft shield.")
-
-
-# -- pump ---------------------------------------------------------------------------------------
-
-
-def pump_alarm(ctx: StepContext) -> str | None:
-    """The pump's alarm since the last call ("stall", ...), whichever way the driver reports it."""
-    try:
-        return ctx.pump.alarm()
-    except PumpAlarm as exc:
-        return exc.alarm
-
-
-def start_pump(ctx: StepContext, rate_ml_h: float, monitor: "LineMonitor | None" = None) -> float:
-    """Stop, zero the count, set the rate, run; confirm it runs. Returns the start time (s)."""
-    ctx.pump.stop()
-    ctx.pump.clear_dispensed()
-    ctx.pump.set_rate_ml_h(rate_ml_h)
-    ctx.pump.start()
-    t_s = ctx.now_s()
-    if monitor is not None:
-        monitor.command(t_s, rate_ml_h, True)
-    if not ctx.pump.is_running():
-        ctx.fail(f"the pump did not start at {rate_ml_h:g} mL/h (it reads back not running after RUN)")
-    return t_s
-
-
-def set_rate(ctx: StepContext, rate_ml_h: float, monitor: "LineMonitor | None" = None) -> float:
-    """Change the rate of a running pump (a flex-dosing step). Returns the time of the change."""
-    ctx.pump.set_rate_ml_h(rate_ml_h)
-    t_s = ctx.now_s()
-    if monitor is not None:
-        monitor.command(t_s, rate_ml_h, True)
-    return t_s
-
-
-def stop_pump(ctx: StepContext, monitor: "LineMonitor | None" = None) -> float:
-    """Stop the pump (acknowledging a pending alarm) and confirm it stopped."""
-    try:
-        ctx.pump.stop()
-    except PumpAlarm:  # the NE-1000 answers the first command after an alarm with the alarm
-        ctx.pump.stop()
-    t_s = ctx.now_s()
-    if monitor is not None:
-        monitor.command(t_s, 0.0, False)
-    if ctx.pump.is_running():
-        ctx.fail("the pump still reads back running after stop")
-    return t_s
-
-
-# -- balance ------------------------------------------------------------------------------------
-
-
-class BalanceLog:
-    """Every balance reading of the run, in memory and in raw/balance.csv (``t_s,mass_g``).
-
-    Why every reading: the report's raw data must let anyone redo the analysis, including the
-    readings the analysis did not use (tare, settling, outside the analysis window).
-    """
-
-    def __init__(self, ctx: StepContext) -> None:
-        self._raw = ctx.raw("balance", BALANCE_COLUMNS)
-        self.t_s: list[float] = []
-        self.mass_g: list[float] = []
-
-    @classmethod
-    def of(cls, ctx: StepContext) -> "BalanceLog":
-        """The run's log (one per run, shared by its steps)."""
-        log = ctx.state.get("balance_log")
-        if log is None:
-            log = ctx.state["balance_log"] = cls(ctx)
-        return log
-
-    def _add(self, t_s: float, mass_g: float) -> float:
-        self._raw.row(t_s, mass_g)
-        self.t_s.append(t_s)
-        self.mass_g.append(mass_g)
-        return mass_g
-
-    def read(self, ctx: StepContext) -> float:
-        """The immediate reading now (settled or not: fluid keeps landing while the pump runs)."""
-        t_s = ctx.now_s()
-        mass_g, _stable = ctx.balance.read_mass_immediate_g()
-        ctx.live("mass_g", mass_g, "g")
-        return self._add(t_s, float(mass_g))
-
-    def stable(self, ctx: StepContext) -> float:
-        """A stable reading (waits while the balance says it is still settling)."""
-        mass_g = ctx.stable_mass_g()
-        return self._add(ctx.now_s(), mass_g)
-
-    def series(self, start_s: float = -math.inf, end_s: float = math.inf) -> tuple[list[float], list[float]]:
-        """Readings in [start_s, end_s], one per time (the last one wins), times increasing."""
-        by_time: dict[float, float] = {}
-        for t, m in zip(self.t_s, self.mass_g):
-            if start_s - 1e-9 <= t <= end_s + 1e-9:
-                by_time[t] = m
-        times = sorted(by_time)
-        return times, [by_time[t] for t in times]
-
-
-def tare(ctx: StepContext, settle_s: float = 5.0) -> float:
-    """Let the cell settle after the operator's set-up, tare the vessel, log the stable zero."""
-    ctx.wait(settle_s)
-    ctx.state["tare_g"] = float(ctx.until_stable(ctx.balance.tare))
-    return BalanceLog.of(ctx).stable(ctx)
-
-
-def density_g_ml(ctx: StepContext, override_g_ml: float = 0.0) -> float:
-    """The fluid density: a procedure parameter when given (> 0), else the station's [fluid]."""
-    return override_g_ml if override_g_ml > 0 else float(ctx.station.fluid.density_g_ml)
-
-
-# -- the line monitor ---------------------------------------------------------------------------
 
 
 def detection_params(ctx: StepContext) -> DetectionParams:
@@ -363,86 +237,7 @@ def establish_baseline(ctx: StepContext, monitor: LineMonitor, minimum_s: float)
         ctx.fail(f"detector alarm(s) on the healthy line before the fault: {names}")
 
 
-# -- leak and disconnect: one procedure shape, two faults ----------------------------------------
-
-
-@dataclass(frozen=True)
-class FaultSpec:
-    """What differs between the fault-detection procedures built by ``fault_detection_procedure``."""
-
-    fault: str  # the detector's name and the measurement prefix
-    valve: str  # the Daq method that opens the fault path (set_leak / set_disconnect)
-    title: str
-    requirements: tuple[str, ...]
-    description: str
-    default_wait_min: float
-
-
-def fault_detection_procedure(spec: FaultSpec) -> Procedure:
-    """Deliver, let the detectors learn, open the fault path through the DAQ valve, and time the
-    matching detector's alarm (events of other detectors do not count, but are recorded)."""
-    detected, latency = f"{spec.fault}.detected", f"{spec.fault}.latency_min"
-
-    def start(ctx: StepContext) -> None:
-        monitor = LineMonitor.start(ctx)
-        start_pump(ctx, ctx.params["rate_ml_h"], monitor)
-
-    def baseline(ctx: StepContext) -> None:
-        establish_baseline(ctx, monitor_of(ctx), ctx.params["baseline_min"] * 60.0)
-
-    def inject(ctx: StepContext) -> None:
-        monitor = monitor_of(ctx)
-        getattr(ctx.daq, spec.valve)(True)
-        t_fault = ctx.now_s()
-        ctx.event("fault", f"{spec.valve}(True): {spec.fault} path open", fault=spec.fault)
-        hit = watch(ctx, ctx.params["max_wait_min"] * 60.0,
-                    until=lambda: monitor.first(spec.fault, t_fault) is not None)
-        if hit is None:  # one more look: the last blocks may have arrived with the last wait
-            hit = ctx.now_s() if monitor.first(spec.fault, t_fault) else None
-        getattr(ctx.daq, spec.valve)(False)
-        stop_pump(ctx, monitor)
-        event = monitor.first(spec.fault, t_fault)
-        others = sorted({e.detector for e in monitor.events() if e.t_s >= t_fault and e.detector != spec.fault})
-        also = f"; other detectors alarmed: {', '.join(others)}" if others else ""
-        ctx.measure(detected, 1.0 if event else 0.0,
-                    detail=(f"{spec.fault} detector alarmed: {event.detail}" if event else
-                            f"no {spec.fault} alarm within {ctx.params['max_wait_min']:g} min") + also)
-        ctx.measure(latency, None if event is None else (event.t_s - t_fault) / 60.0,
-                    detail="" if event is None else f"fault at t = {t_fault:.1f} s, alarm at t = {event.t_s:.1f} s")
-
-    wait_s = lambda p: p["max_wait_min"] * 60.0  # noqa: E731 - declaration-sized
-    return Procedure(
-        id=spec.fault,
-        version="1.0.0",
-        title=spec.title,
-        requirements=spec.requirements,
-        description=spec.description,
-        parameters=(
-            Parameter("rate_ml_h", "mL/h", 1.0, low=0.01, high=10.0, description="delivery rate"),
-            Parameter("baseline_min", "min", 5.0, low=1.0, high=240.0,
-                      description="healthy delivery before the fault (detectors settle and learn)"),
-            Parameter("max_wait_min", "min", spec.default_wait_min, low=0.5, high=1440.0,
-                      description="how long to wait for the detector after opening the fault path"),
-        ),
-        item_under_test=(ITEM_SERIAL,),
-        steps=(
-            SETUP_LINE,
-            Step("start_delivery", start, timeout_s=60.0),
-            Step("baseline", baseline, timeout_s=lambda p: p["baseline_min"] * 60.0 + 3600.0,
-                 duration_s=lambda p: p["baseline_min"] * 60.0),
-            Step(f"inject_{spec.fault}", inject, timeout_s=lambda p: wait_s(p) + 120.0,
-                 duration_s=wait_s),
-        ),
-        measurements=(
-            Measurement(detected, "", f"1 when the {spec.fault} detector alarmed, else 0"),
-            Measurement(latency, "min", f"{spec.fault} path opened -> {spec.fault} detector alarm"),
-        ),
-        spec_file=f"{spec.fault}.spec.toml",
-    )
-
-
 __all__ = [
-    "ITEM_SERIAL", "SETUP_LINE", "BalanceLog", "FaultSpec", "LineMonitor", "density_g_ml", "detection_params", "establish_baseline",
-    "fault_detection_procedure", "guard_pressure", "monitor_of", "pump_alarm", "set_rate",
-    "start_pump", "stop_pump", "tare", "watch",
+    "DAQ_CHANNELS", "DETECTOR_RATE_HZ", "LineMonitor", "detection_params", "establish_baseline",
+    "guard_pressure", "monitor_of", "watch",
 ]
