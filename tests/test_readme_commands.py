@@ -11,7 +11,7 @@ What the test supplies, as a user at a terminal would: the operator's answers (t
 terminal: stdin is a pseudo-terminal), the key passphrase ($RIG_KEY_PASSPHRASE), the station key
 the nightly signs with ($RIG_STATION_KEY, made beforehand as the README's set-up section says),
 a private $HOME (so ``~/.rig/keys`` is the test's) and a private station-lock directory. The
-placeholder ``runs/<run_id>`` becomes the run the block's own `rig run` made.
+placeholders ``runs/<run_id>`` and ``<run_id>`` become the run the block's own `rig run` made.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def test_every_everyday_command_of_the_readme_runs_as_written(tmp_path: Path) ->
             continue
         if "<run_id>" in command:
             assert run_dir is not None, f"`{command}` needs the run of an earlier `rig run` in the block"
-            command = command.replace("runs/<run_id>", run_dir)
+            command = command.replace("runs/<run_id>", run_dir).replace("<run_id>", Path(run_dir).name)
         if command.startswith("rig sim serve"):
             code, out = _serve(command, work, env)
         else:
