@@ -11,7 +11,7 @@ What the test supplies, as a user at a terminal would: the operator's answers (t
 terminal: stdin is a pseudo-terminal), the key passphrase ($RIG_KEY_PASSPHRASE), the station key
 the nightly signs with ($RIG_STATION_KEY, made beforehand as the README's set-up section says),
 a private $HOME (so ``~/.rig/keys`` is the test's) and a private station-lock directory. The
-placeholder ``runs/<run_id>`` becomes the run the block's own `rig run` made.
+placeholders ``runs/<run_id>`` and ``<run_id>`` become the run the block's own `rig run` made.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def _serve(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     """`rig sim serve` serves until SIGINT: wait until the bench is up, then stop it as a user would."""
     resources = cwd / "served.json"
     env = {**env, "XDG_RUNTIME_DIR": str(cwd)}
-    proc = subprocess.Popen(f"{command} --resources-out {resources}", shell=True, cwd=cwd, env=env,
+    # exec: the shell becomes the command, so the SIGINT reaches rig itself, as from a terminal
+    proc = subprocess.Popen(f"exec {command} --resources-out {resources}", shell=True, cwd=cwd, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     deadline = time.monotonic() + SERVE_S
