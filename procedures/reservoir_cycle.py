@@ -149,6 +149,7 @@ def daily_delivered_ml(mass_start_g: float, mass_end_g: float, duration_h: float
 
 
 def _check_day(p: Mapping[str, float]) -> str | None:
+    """0 < day_start_h < day_end_h < 24, and each bolus fits inside the day without overlapping the other."""
     if not 0 < p["day_start_h"] < p["day_end_h"] < 24:
         return (f"day_start_h ({p['day_start_h']:g}) and day_end_h ({p['day_end_h']:g}) must satisfy "
                 "0 < day_start_h < day_end_h < 24 (midnight falls in the night segment)")
@@ -168,6 +169,7 @@ def _check_day(p: Mapping[str, float]) -> str | None:
 
 
 def _check_reservoir(p: Mapping[str, float]) -> str | None:
+    """interval_days of the programmed daily volume plus the low-reservoir reserve fit in reservoir_ml."""
     need = fill_ml(p)
     if need > p["reservoir_ml"]:
         daily = day_program(p).programmed_ml
