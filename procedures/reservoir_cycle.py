@@ -157,7 +157,7 @@ def _check_day(p: Mapping[str, float]) -> str | None:
         bolus_h = p["bolus_ml"] / p["bolus_rate_ml_h"]
         first, second = sorted((p["bolus1_h"], p["bolus2_h"]))
         for hour in (first, second):
-            if not 0 < hour and hour + bolus_h < 24:
+            if not (0 < hour and hour + bolus_h < 24):
                 return (f"a bolus at {hour:g} h lasting {bolus_h * 60:.3g} min must start after midnight "
                         "and end before the next one")
             edges = (p["day_start_h"], p["day_end_h"])
