@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks.verdict import Figure, conclude
 from instruments.mt_sics import MTSicsBalance
 from instruments.scpi_dmm import ScpiDmm
 from instruments.sim.mt_sics_emulator import MTSicsEmulator
@@ -136,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
             f"(target <= {TARGET_RATIO}) {'PASS' if r['pass'] else 'FAIL'}"
         )
     print(json.dumps(result, indent=2))
-    return 0 if result["pass"] else 1
+    return conclude(
+        Figure(f"driver/raw median ratio {name}", r["ratio"], "", "<=", TARGET_RATIO,
+               baseline=f"raw write_raw/read_raw of the same bytes, median {r['raw_median_us']:.1f} us "
+                        f"(driver {r['driver_median_us']:.1f} us)")
+        for name, r in result["results"].items()
+    )
 
 
 if __name__ == "__main__":

@@ -220,21 +220,20 @@ def test_unreachable_server_is_a_disconnect(tmp_path: Path) -> None:
 # -- real time -------------------------------------------------------------------------------------
 
 
-def test_real_time_acquisition_keeps_pace_with_the_wall_clock(tmp_path: Path) -> None:
+def test_real_time_acquisition_streams_without_gaps(tmp_path: Path) -> None:
+    # Outcomes only: whether it keeps pace with the wall clock is a timing figure, measured by
+    # benchmarks/daq_stream.py (a busy machine must not turn this test red).
     world = SimWorld(virtual=False)
     cfg = daq_config(sample_rate_hz=1000.0, chunk_samples=100)
     srv, address = start_daq_server(world, cfg)
     daq = open_daq(address, cfg)
     try:
-        started = time.monotonic()
         daq.start_acquisition(tmp_path / "rt.f64")
-        assert daq.wait_for_sample(999, timeout_s=5.0)
-        elapsed = time.monotonic() - started
+        assert daq.wait_for_sample(999, timeout_s=60.0)
         stats = daq.stop_acquisition()
     finally:
         daq.close()
         srv.stop(0)
-    assert 0.9 < elapsed < 2.5
     data = read_stream(tmp_path / "rt.f64")
     assert data.gaps() == [] and stats.samples == data.scans.shape[0] >= 1000
     assert stats.error is None
