@@ -1,12 +1,13 @@
 # Two commands for a fresh machine with Python 3.11 and make:
 #   make demo   create .venv, install, start the simulated bench, run a procedure, sign and verify a report
 #   make test   the full test suite
+#   make test-stress  the suite 3 times under two CPU hogs (docs/testing.md)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-full clean
+.PHONY: demo test test-stress bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
+
+# the whole suite 3 times in a row while two `python -c 'while 1: pass'` keep both cores busy (docs/testing.md)
+test-stress: $(STAMP)
+	$(BIN)/python tests/stress.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

@@ -78,6 +78,17 @@ def _choose_out_dir(run_dir: Path, existing: list[Path]) -> Path:
     return run_dir / f"{DEFAULT_BUNDLE_NAME}-{n}"
 
 
+def staging_dir(out_dir: Path) -> Path:
+    """Create the hidden sibling a bundle is written in (exclusive, random name); it is renamed
+    to ``out_dir`` only once complete."""
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+
+
+def discard_staging(partial: Path) -> None:
+    """Remove a staging directory after a failed or interrupted build (never half a bundle)."""
+    shutil.rmtree(partial, ignore_errors=True)
+
+
 def build_bundle(run_dir: Path, out_dir: Path | None = None, *, supersedes: str | None = None,
                  audit_log: Path | None = None) -> Path:
     """Build the report bundle of the run record in ``run_dir``; return the bundle directory.
@@ -106,7 +117,7 @@ def build_bundle(run_dir: Path, out_dir: Path | None = None, *, supersedes: str 
     except UnsafeFileError as exc:
         raise UsageError(f"run {run_dir}: {exc}") from None
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))  # exclusive, random
+    partial = staging_dir(out_dir)
     try:
         known = {"record.jsonl": copy_and_hash(record.path, partial / "record.jsonl")}
         for src in raw_files:
@@ -131,7 +142,7 @@ def build_bundle(run_dir: Path, out_dir: Path | None = None, *, supersedes: str 
             out_dir.rmdir()  # verified empty above
         os.replace(partial, out_dir)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        discard_staging(partial)
         raise
     audit.append_event(
         audit.resolve_log_path(audit_log, near=run_dir.parent), "report_built",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
+from typing import Any
 
 from reports import audit, roles
 from reports.bundle import load_manifest, require_bundle_dir
@@ -26,6 +27,14 @@ from rig.safeio import read_regular, replace_atomically, write_new
 
 class SigningRefused(UsageError):
     """The signature would not be valid; nothing was written (exit 2)."""
+
+
+def clock_problem(existing: list[dict[str, Any]], signed_at: str) -> str | None:
+    """A signature may not be dated before the one it follows: a clock set back cannot reorder
+    who signed first (same-format UTC strings compare in time order)."""
+    if existing and signed_at < str(existing[-1].get("signed_at")):
+        return "the clock is behind the previous signature's signed_at"
+    return None
 
 
 def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *, meaning: str | None = None,
@@ -70,8 +79,7 @@ def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *,
         "prior_signatures_sha256": chain_hash([(bundle / SIGNATURES_DIR / s.file).read_bytes() for s in check.signatures]),
         "audit_anchor": anchor,
     }
-    if existing and signed_at < str(existing[-1].get("signed_at")):
-        problems.append("the clock is behind the previous signature's signed_at")
+    problems.append(clock_problem(existing, signed_at))
     problems += roles.order_problems(existing + [statement])[-1]
     problems = [p for p in problems if p]
     if problems:

@@ -102,21 +102,45 @@ def test_signal_mid_run_aborts_with_safe_state(bench: tuple[SimProcess, Path], t
         assert "received again: still putting the bench in its safe state" in out
 
 
-def test_kill_9_leaves_an_incomplete_record_that_rig_show_reads(bench: tuple[SimProcess, Path], tmp_path: Path) -> None:
+def test_kill_9_the_supervisor_stops_the_pump_and_the_record_stays_incomplete(
+        bench: tuple[SimProcess, Path], tmp_path: Path) -> None:
+    """What the safe-state supervisor guarantees after kill -9 of `rig run`: the pump is stopped
+    by a stop command (the bench's own state says so), the record gains the supervisor's confirmed
+    safe state but never a run_finished, and `rig show` reads it back INCOMPLETE."""
     sim, station = bench
     proc = start_run(station, tmp_path)
     run_dir = wait_for_step(tmp_path, "deliver", proc)
-    time.sleep(1.5)  # some samples land in raw/balance.csv
+    balance_csv = run_dir / "raw" / "balance.csv"
+    wait_until(lambda: balance_csv.exists() and len(balance_csv.read_text().splitlines()) >= 2, proc)
+    before = pump_state(sim)["model"]
+    assert before["pump"]["running"] is True  # delivering when the kill lands
     os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=10)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    # A liveness deadline, not a performance claim: benchmarks/ measure how fast the supervisor acts.
+    wait_until(lambda: any(e.get("by") == "supervisor" for e in read_record(run_dir).of_type("safe_state")))
+    pump = pump_state(sim)
+    assert pump["model"]["pump"]["running"] is False and pump["instruments"]["pump"]["running"] is False
+    assert pump["model"]["pump"]["stopped_by"] == "command"  # stopped by the rig's supervisor, not by itself
+    assert pump["model"]["pump"]["last_stop_command_t_s"] >= before["t_s"]
     record = read_record(run_dir)
-    assert record.outcome == "INCOMPLETE" and record.finished is None
-    assert len((run_dir / "raw" / "balance.csv").read_text().splitlines()) >= 2
+    assert record.outcome == "INCOMPLETE" and record.finished is None and not record.of_type("run_finished")
+    safe = record.of_type("safe_state")
+    assert [(e.get("by"), e["confirmed"]) for e in safe] == [("supervisor", True)]
+    assert len(balance_csv.read_text().splitlines()) >= 2  # what was acquired before the kill is kept
     shown = subprocess.run([sys.executable, "-m", "rig", "show", str(run_dir)], capture_output=True, text=True,
-                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=30, cwd=REPO)
-    assert shown.returncode == 0
+                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60, cwd=REPO)
+    assert shown.returncode == 0, shown.stderr
     assert "OUTCOME: INCOMPLETE — the run did not finish" in shown.stdout
     assert "deliver: started, never finished" in shown.stdout
-    assert "Safe state: not recorded" in shown.stdout
-    # Nobody reached the safe state: the pump is still running on the bench (what kill -9 means).
-    assert pump_state(sim)["model"]["pump"]["running"] is True
+    assert "Safe state: confirmed by the safe-state supervisor (the run process died)" in shown.stdout
+
+
+def wait_until(condition: Any, proc: subprocess.Popen[str] | None = None, timeout_s: float = 60.0) -> None:
+    """Poll ``condition`` (a liveness deadline for a slow, busy machine, never a timing claim)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if proc is not None:
+            assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"condition not met within {timeout_s} s"
+        time.sleep(0.05)

@@ -6,7 +6,6 @@ raw socket on the DMM port, as third-party software written for the real instrum
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -27,7 +26,6 @@ from rig.cli.main import main as rig_main
 from rig.errors import BenchError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
-HAS_DAQ_SERVER = importlib.util.find_spec("instruments.sim.daq_server") is not None
 STX, ETX = b"\x02", b"\x03"
 
 
@@ -97,8 +95,7 @@ def control(bench: SimProcess) -> Iterator[SimControl]:
 
 def test_resources_list_every_instrument_of_the_station(bench: SimProcess) -> None:
     res = bench.resources
-    expected = {"pump", "balance", "dmm"} | ({"daq"} if HAS_DAQ_SERVER else set())
-    assert set(res["instruments"]) == expected
+    assert set(res["instruments"]) == {"pump", "balance", "dmm", "daq"}
     assert set(res["serial_ports"]) == {"pump", "balance"}
     for name in ("pump", "balance"):
         assert res["instruments"][name] == f"ASRL{res['serial_ports'][name]}::INSTR"
@@ -106,8 +103,7 @@ def test_resources_list_every_instrument_of_the_station(bench: SimProcess) -> No
     assert res["instruments"]["dmm"].startswith("TCPIP::127.0.0.1::")
     assert res["clock"] == "virtual"
     assert res["pid"] == bench.pid
-    if HAS_DAQ_SERVER:
-        assert res["instruments"]["daq"] == "SimDAQ1" and ":" in res["daq_grpc"]
+    assert res["instruments"]["daq"] == "SimDAQ1" and ":" in res["daq_grpc"]
     assert read_resources(bench.resources_path) == res
 
 
@@ -198,7 +194,7 @@ def test_state_reports_the_model_and_every_emulator(control: SimControl) -> None
     assert set(state["instruments"]) == {"pump", "balance", "dmm"}
     assert state["model"]["pump"]["kind"] == "syringe"
     assert set(state["model"]["totals"]) >= {"pumped_ml", "delivered_ml", "leaked_ml", "spilled_ml", "stored_ml"}
-    assert ("daq" in state) == HAS_DAQ_SERVER  # the simulated DAQ reports its own state too
+    assert "outputs" in state["daq"]  # the simulated DAQ reports its own state too
 
 
 def test_line_and_pump_commands_change_the_model(control: SimControl) -> None:

@@ -26,8 +26,9 @@ from rig.record import RecordWriter, append_after_crash, read_record
 from rig.station.bench import Bench
 from rig.station.config import load_station
 
-KILL_TO_SAFE_LIMIT_S = 5.0
-START_COST_LIMIT_S = 0.2
+# A liveness deadline for a busy machine, not a performance claim: how fast the supervisor starts
+# and acts is a benchmark figure (benchmarks/supervisor.py), never a unit-test bound.
+KILL_TO_SAFE_DEADLINE_S = 60.0
 
 
 @pytest.fixture
@@ -69,14 +70,11 @@ def test_plan_reopens_only_pump_and_daq_in_safe_state_order(cell: harness.CellBe
 def test_released_supervisor_touches_neither_bench_nor_record(cell: harness.CellBench, tmp_path: Path) -> None:
     plan, record = delivering(cell, tmp_path)
     before = record.read_bytes()
-    t0 = time.monotonic()
     supervisor = sup.Supervisor.start(plan)
-    start_s = time.monotonic() - t0
     assert supervisor.release() is None
     assert supervisor.proc.returncode == sup.EXIT_RELEASED
     assert record.read_bytes() == before
     assert harness.safe_from_sim(cell.state()) == (False, False)  # the pump still runs: untouched
-    assert start_s < START_COST_LIMIT_S, f"starting the supervisor took {start_s:.3f} s"
 
 
 def test_runner_gone_without_release_stops_pump_and_sets_valves_safe(cell: harness.CellBench, tmp_path: Path) -> None:
@@ -159,7 +157,7 @@ def test_kill9_of_rig_run_during_delivery(cell: harness.CellBench, tmp_path: Pat
         os.kill(proc.pid, signal.SIGKILL)
         t_kill = time.monotonic()
         proc.communicate(timeout=30)  # the supervisor holds none of our pipes
-        while not harness.safe_from_sim(cell.state())[0] and time.monotonic() - t_kill < KILL_TO_SAFE_LIMIT_S:
+        while not harness.safe_from_sim(cell.state())[0] and time.monotonic() - t_kill < KILL_TO_SAFE_DEADLINE_S:
             time.sleep(0.02)
         kill_to_safe_s = time.monotonic() - t_kill
     finally:

@@ -14,15 +14,18 @@ ended safe.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +69,7 @@ STATION_SET: dict[str, Any] = {
     "instruments.pump.timeout_ms": 300,
 }
 CLOCK_JUMP_S = 3600.0
-DISK_FULL = "/dev/full"  # every write to it fails with ENOSPC, from the kernel
+TMPFS_SIZE = "32m"  # the disk-full cells' run directory: far more than a matrix run writes
 
 
 @dataclass(frozen=True)
@@ -84,15 +87,15 @@ FAULTS: tuple[Fault, ...] = (
     Fault("stall", "pump stall alarm", "sim `pump(stall=True)`: the NE-1000 motor stalls and answers `A?S`",
           "in_process"),
     Fault("daq_error", "DAQ error", "the simulated NI device server goes away (gRPC server stopped)", "in_process"),
-    Fault("overpressure", "overpressure", "sim `line(kink_pct=100)`: the catheter kinks shut, pressure climbs",
-          "in_process"),
+    Fault("overpressure", "overpressure", "sim `line(occlusion=True)`: the catheter blocks by itself (a fault of "
+          "the line, which nothing the rig writes can clear), pressure climbs", "in_process"),
     Fault("step_timeout", "step timeout", "the step waits without end (ctx.wait(1e6)) past its 300-600 s budget",
           "in_process"),
     Fault("sigint", "SIGINT", "SIGINT to the `rig run` child while it holds in the phase", "process"),
     Fault("sigterm", "SIGTERM", "SIGTERM to the `rig run` child while it holds in the phase", "process"),
     Fault("kill9", "kill -9", "SIGKILL to the `rig run` child while it holds in the phase", "process"),
-    Fault("disk_full", "disk full", "every open file of the run is re-pointed (dup2) at /dev/full: real ENOSPC",
-          "in_process"),
+    Fault("disk_full", "disk full", "the run directory is a small tmpfs mount; a filler file takes its last "
+          "free byte: real ENOSPC (needs root to mount, as CI has; skipped otherwise)", "in_process"),
     Fault("clock_jump", "clock jump", f"the bench's clock jumps {CLOCK_JUMP_S / 3600:g} h ahead under the run "
           "(another client advances the shared virtual clock)", "in_process"),
 )
@@ -104,10 +107,6 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
     (fault, "report"): _REPORT_NA
     for fault in ("silent", "garbage", "drop", "stall", "daq_error", "overpressure", "step_timeout")
 }
-# Cells that reveal a limitation no controller code can fix; the test asserts everything else,
-# then xfails with this reason (strict: a fix makes it XPASS and the mark must go). None left:
-# kill -9 used to leave the pump running, until the safe-state supervisor (rig.engine.supervisor).
-KNOWN_GAPS: dict[tuple[str, str], str] = {}
 SUPERVISOR_WAIT_S = 20.0  # wall time allowed for the supervisor to act after a kill -9
 
 
@@ -124,25 +123,39 @@ class Observation:
 
     fault: str
     phase: str
-    status: str = "real"  # "real" | "n/a" | "xfail"
+    status: str = "real"  # "real" | "n/a" | "skipped" (this machine cannot inject it: note says why)
     outcome: str = ""  # the record's outcome (INCOMPLETE when it has no run_finished)
     reason: str = ""
     ended_in: str | None = None  # the step that was running when the run ended
     record_safe_claim: bool | None = None  # the record's safe_state.confirmed (None: not recorded)
     pump_stopped: bool | None = None  # from the simulated bench's own state
     valves_safe: bool | None = None
+    # the pump model: a stop command arrived after the fault, and why the pump last stopped
+    # ("command" by the rig, "stall" by the fault itself); tells "the rig stopped it" from "it stopped"
+    pump_stop_commanded: bool | None = None
+    pump_stopped_by: str | None = None
+    line_fault_kept: bool | None = None  # an injected fault of the line is still there at the end
+    by_supervisor: list[str] | None = None  # record events appended by the safe-state supervisor
     measured_before: list[str] = field(default_factory=list)
     measurements_kept: bool | None = None
     verdict: str | None = None  # the report bundle's verdict
     signable_as_pass: bool | None = None
+    record_unchanged: bool | None = None  # report cells: record.jsonl byte for byte as before
+    rebuild_verifies: bool | None = None  # report cells: a rebuild after the fault verifies
+    staging_left: list[str] | None = None  # report cells: staging directories left behind
+    backdated_refused: bool | None = None  # clock-jump report cell
+    exit_code: int | None = None
     wall_s: float = 0.0
     note: str = ""
+    mutation: str | None = None  # the sabotage applied (tests/faults/sabotage.py), None: the real code
+    problems: list[str] = field(default_factory=list)  # what the cell's checks found wrong
 
     def save(self, directory: Path | None) -> None:
         if directory is None:
             return
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / f"{self.fault}__{self.phase}.json").write_text(json.dumps(asdict(self), indent=1))
+        suffix = f"__{self.mutation}" if self.mutation else ""
+        (directory / f"{self.fault}__{self.phase}{suffix}.json").write_text(json.dumps(asdict(self), indent=1))
 
 
 def out_dir() -> Path | None:
@@ -201,14 +214,75 @@ def safe_from_sim(state: dict[str, Any]) -> tuple[bool, bool | None]:
 # -- injection -----------------------------------------------------------------------------------
 
 
-def redirect_run_files_to_full_disk(run_dir: Path, under: str = "") -> int:
-    """Point every file descriptor this process holds open under ``run_dir`` (or only those
-    under ``run_dir / under``) at /dev/full: from then on each write to the record, the raw CSVs
-    and the DAQ stream fails with ENOSPC from the kernel, exactly as on a full disk, while what
-    was written before stays on disk. Returns how many descriptors were moved."""
-    prefix = str((run_dir / under).resolve()) if under else str(run_dir.resolve())
+_TMPFS_REASON: list[str | None] = []
+
+
+def tmpfs_unavailable() -> str | None:
+    """Why a small tmpfs cannot be mounted here (None: it can). Tried once per process."""
+    if not _TMPFS_REASON:
+        if not sys.platform.startswith("linux") or os.geteuid() != 0:
+            _TMPFS_REASON.append("disk full needs a real full filesystem: a small tmpfs mount, which needs root "
+                                 "on Linux (CI runs as root)")
+        else:
+            probe = Path(tempfile.mkdtemp(prefix="rig-tmpfs-probe-"))
+            try:
+                with small_tmpfs(probe, "64k"):
+                    pass
+                _TMPFS_REASON.append(None)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                _TMPFS_REASON.append(f"cannot mount a tmpfs here ({exc}); disk full needs a real full filesystem")
+            finally:
+                probe.rmdir()
+    return _TMPFS_REASON[0]
+
+
+@contextmanager
+def small_tmpfs(mount_point: Path, size: str = TMPFS_SIZE) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``mount_point`` for the block (unmounted even on error)."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mount_point)],
+                   check=True, capture_output=True, text=True)
+    try:
+        yield mount_point
+    finally:
+        done = subprocess.run(["umount", str(mount_point)], capture_output=True)
+        if done.returncode != 0:  # something still holds a file open there: detach lazily
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def fill_disk(mount_point: Path, leave_bytes: int = 0) -> Path:
+    """Fill the filesystem of ``mount_point`` with a filler file until the kernel answers ENOSPC,
+    then give back ``leave_bytes`` (rounded up to whole pages by the filesystem). From then on a
+    write that needs more space fails with a real ENOSPC, as on a full disk."""
+    filler = mount_point / ".filler"
+    block = b"\0" * 65536
+    with open(filler, "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(block)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+        for size in (4096, 512, 1):  # the last partial blocks
+            try:
+                while True:
+                    handle.write(block[:size])
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+        if leave_bytes:
+            handle.truncate(max(0, os.fstat(handle.fileno()).st_size - leave_bytes))
+    return filler
+
+
+def redirect_run_files_to_full_disk(run_dir: Path, under: str) -> int:
+    """Point every file descriptor this process holds open under ``run_dir / under`` at /dev/full:
+    from then on each write to that file fails with ENOSPC from the kernel while every other file
+    of the run is still written (one file's volume full: test_daq_stream_loss.py). Returns how
+    many descriptors were moved."""
+    prefix = str((run_dir / under).resolve())
     moved = 0
-    full = os.open(DISK_FULL, os.O_WRONLY)
+    full = os.open("/dev/full", os.O_WRONLY)
     try:
         for entry in os.listdir("/proc/self/fd"):
             try:
@@ -232,9 +306,9 @@ def injector(fault: str, bench: CellBench, run_dir: Path) -> Callable[[Any], Non
         "drop": lambda ctx: control.fault("balance", "drop"),
         "stall": lambda ctx: control.pump(stall=True),
         "daq_error": lambda ctx: server.daq_server.stop(0),
-        "overpressure": lambda ctx: control.line(kink_pct=100.0),
+        "overpressure": lambda ctx: control.line(occlusion=True),
         "step_timeout": lambda ctx: ctx.wait(1e6),
-        "disk_full": lambda ctx: redirect_run_files_to_full_disk(run_dir),
+        "disk_full": lambda ctx: fill_disk(run_dir.parent),
         "clock_jump": lambda ctx: control.advance(CLOCK_JUMP_S),
     }
     return actions[fault]
@@ -267,6 +341,7 @@ class CellRun:
     in_memory: list[dict[str, Any]]  # RunResult.measurements (in-process cells)
     exit_code: int | None = None
     output: str = ""
+    t_injected_s: float | None = None  # the bench's clock when the fault was injected
 
 
 def measurements_on_disk(run_dir: Path) -> dict[str, float]:
@@ -275,12 +350,41 @@ def measurements_on_disk(run_dir: Path) -> dict[str, float]:
 
 
 def run_in_process(fault: str | None, phase: str | None, directory: Path,
-                   act: Callable[[CellBench, Path], Callable[[Any], None]] | None = None) -> CellRun:
+                   act: Callable[[CellBench, Path], Callable[[Any], None]] | None = None,
+                   mutation: str | None = None) -> CellRun:
     """Run the test procedure with ``fault`` injected at ``phase`` (None: a fault-free run);
-    ``act(bench, run_dir)`` replaces the matrix's injector for faults outside the matrix."""
+    ``act(bench, run_dir)`` replaces the matrix's injector for faults outside the matrix;
+    ``mutation`` (tests/faults/sabotage.py) is applied for the run and undone after it."""
+    if fault == "disk_full":
+        with small_tmpfs(directory / "runs"):
+            cell = _run_in_process(fault, phase, directory, act, mutation)
+            kept = directory / "from-full-disk" / cell.run_dir.name  # what the full disk holds, before unmount
+            shutil.copytree(cell.run_dir, kept)
+        record, error = _read(kept)
+        return replace(cell, run_dir=kept, record=record, record_error=error)
+    return _run_in_process(fault, phase, directory, act, mutation)
+
+
+def _run_in_process(fault: str | None, phase: str | None, directory: Path,
+                    act: Callable[[CellBench, Path], Callable[[Any], None]] | None,
+                    mutation: str | None) -> CellRun:
+    from faults import sabotage
+
     proc = load_procedure()
     run_dir = directory / "runs" / "cell"
     snapshot: dict[str, float] = {}
+    injected: list[float] = []
+    undo = sabotage.apply(mutation) if mutation else None
+    try:
+        return _run_cell(fault, phase, directory, act, proc, run_dir, snapshot, injected)
+    finally:
+        if undo is not None:
+            undo()
+
+
+def _run_cell(fault: str | None, phase: str | None, directory: Path,
+              act: Callable[[CellBench, Path], Callable[[Any], None]] | None, proc: Any, run_dir: Path,
+              snapshot: dict[str, float], injected: list[float]) -> CellRun:
     with cell_bench(directory) as bench:
         with Bench.open(load_station(bench.station)) as rig_bench:
             runner = Runner(procedure=proc, spec=proc.load_spec(), params=parse_params([], proc), bench=rig_bench,
@@ -294,13 +398,15 @@ def run_in_process(fault: str | None, phase: str | None, directory: Path,
                         return
                     snapshot.update(measurements_on_disk(run_dir))
                     ctx.event("fault_injected", f"test injects {fault} in phase {phase}")
+                    injected.append(bench.control.time_s())
                     action(ctx)
 
                 runner.state["inject"] = inject
             result = runner.run()
         state = bench.state()
     record, error = _read(run_dir)
-    return CellRun(run_dir, record, error, state, snapshot, list(result.measurements))
+    return CellRun(run_dir, record, error, state, snapshot, list(result.measurements),
+                   t_injected_s=injected[0] if injected else None)
 
 
 def _read(run_dir: Path) -> tuple[RunRecord | None, str | None]:
@@ -310,11 +416,13 @@ def _read(run_dir: Path) -> tuple[RunRecord | None, str | None]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def child_env() -> dict[str, str]:
+def child_env(mutation: str | None = None) -> dict[str, str]:
+    from faults import sabotage
+
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]), EXTRA_ENV: PROCEDURE_MODULE}
     env.pop("RIG_STATION", None)
     env.pop(OUT_ENV, None)
-    return env
+    return sabotage.child_env(env, mutation)
 
 
 def wait_for_text(path_glob: Callable[[], list[Path]], needle: str, proc: subprocess.Popen[str],
@@ -339,19 +447,20 @@ def wait_for_text(path_glob: Callable[[], list[Path]], needle: str, proc: subpro
 SIGNALS = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "kill9": signal.SIGKILL}
 
 
-def run_as_process(fault: str, phase: str, directory: Path) -> CellRun:
+def run_as_process(fault: str, phase: str, directory: Path, mutation: str | None = None) -> CellRun:
     """`rig run fault_matrix` as a child holding at ``phase``; the signal lands during the hold."""
     out = directory / "runs"
     with cell_bench(directory) as bench:
         cmd = [sys.executable, "-m", "rig", "run", "fault_matrix", "--station", str(bench.station), "--out", str(out),
                "--plain", "--no-report", "--operator", "matrix",
                "--param", f"hold_phase={RUN_PHASES.index(phase) + 1}", "--param", "hold_wall_s=120"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
-                                stdin=subprocess.DEVNULL, cwd=REPO)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=child_env(mutation), stdin=subprocess.DEVNULL, cwd=REPO)
         try:
             record_path = wait_for_text(lambda: list(out.glob("*/record.jsonl")), f"holding in phase {phase}", proc)
             run_dir = record_path.parent
             snapshot = measurements_on_disk(run_dir)
+            t_injected_s = bench.control.time_s()
             os.kill(proc.pid, SIGNALS[fault])
             stdout, stderr = proc.communicate(timeout=60)
             if fault == "kill9":
@@ -362,7 +471,7 @@ def run_as_process(fault: str, phase: str, directory: Path) -> CellRun:
                 proc.communicate()
         state = bench.state()
     record, error = _read(run_dir)
-    return CellRun(run_dir, record, error, state, snapshot, [], proc.returncode, stdout + stderr)
+    return CellRun(run_dir, record, error, state, snapshot, [], proc.returncode, stdout + stderr, t_injected_s)
 
 
 def wait_for_supervisor(run_dir: Path, timeout_s: float = SUPERVISOR_WAIT_S) -> bool:

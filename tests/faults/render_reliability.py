@@ -33,10 +33,11 @@ YES, NO, NA = "yes", "**NO**", "–"
 
 
 def run_matrix(out_dir: Path) -> tuple[int, float, str]:
-    """pytest -n 2 on the matrix with observations going to ``out_dir``; (exit code, wall s, summary)."""
+    """pytest -n 2 on the matrix and its mutation checks, observations going to ``out_dir``;
+    (exit code, wall s, summary)."""
     env = {**os.environ, harness.OUT_ENV: str(out_dir)}
-    cmd = [sys.executable, "-m", "pytest", str(HERE / "test_matrix.py"), "-n", "2", "-q", "-p", "no:cacheprovider",
-           "-W", "ignore::pytest.PytestUnhandledThreadExceptionWarning"]
+    cmd = [sys.executable, "-m", "pytest", str(HERE / "test_matrix.py"), str(HERE / "test_mutations.py"), "-n", "2",
+           "-q", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestUnhandledThreadExceptionWarning"]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     wall_s = time.monotonic() - t0
@@ -44,12 +45,13 @@ def run_matrix(out_dir: Path) -> tuple[int, float, str]:
     return proc.returncode, wall_s, summary.strip("= ")
 
 
-def load_cells(out_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    cells = {}
+def load_cells(out_dir: Path) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
+    """(cells on the real code, cells with their mutation applied), by (fault, phase)."""
+    cells, mutated = {}, {}
     for path in sorted(out_dir.glob("*.json")):
         data = json.loads(path.read_text())
-        cells[(data["fault"], data["phase"])] = data
-    return cells
+        (mutated if data.get("mutation") else cells)[(data["fault"], data["phase"])] = data
+    return cells, mutated
 
 
 def flag(value: bool | None, good: bool = True) -> str:
@@ -72,21 +74,37 @@ def short(text: str, limit: int = 240) -> str:
 
 
 def outcome_cell(cell: dict[str, Any]) -> str:
-    if cell["status"] == "n/a":
-        return "n/a"
+    if cell["status"] in ("n/a", "skipped"):
+        return cell["status"]
     if cell["phase"] == "report":  # these start from a PASS run: what matters is the bundle
+        if cell["fault"] == "clock_jump":
+            return f"run {cell['outcome']}; back-dated signature " + ("refused" if cell["backdated_refused"]
+                                                                      else "**ACCEPTED**")
         return f"run {cell['outcome']}; " + ("no bundle, nothing to sign" if cell["verdict"] is None
-                                              else "back-dated signature refused")
-    text = f"**{cell['outcome']}**"
-    return text + (" (xfail)" if cell["status"] == "xfail" else "")
+                                              else f"**{cell['verdict']} bundle left**")
+    return f"**{cell['outcome']}**"
 
 
-def render(cells: dict[tuple[str, str], dict[str, Any]], *, wall_s: float | None, summary: str) -> str:
+def stopped_by(cell: dict[str, Any]) -> str:
+    if cell.get("pump_stop_commanded") is None:
+        return NA
+    return f"{flag(cell['pump_stop_commanded'])} ({cell.get('pump_stopped_by') or 'never ran'})"
+
+
+def report_signable(cell: dict[str, Any]) -> str:
+    if cell["phase"] == "report" and cell["fault"] == "clock_jump":
+        return "yes: the run PASSED (performer's signature)" if cell["signable_as_pass"] else "no"
+    return signable(cell["signable_as_pass"])
+
+
+def render(cells: dict[tuple[str, str], dict[str, Any]], mutated: dict[tuple[str, str], dict[str, Any]], *,
+           wall_s: float | None, summary: str) -> str:
     expected = harness.cells()
     missing = [c for c in expected if c not in cells]
     real = sum(1 for c in expected if c in cells and cells[c]["status"] == "real")
     na = sum(1 for c in expected if c in cells and cells[c]["status"] == "n/a")
-    xfail = sum(1 for c in expected if c in cells and cells[c]["status"] == "xfail")
+    skipped = sum(1 for c in expected if c in cells and cells[c]["status"] == "skipped")
+    caught = sum(1 for c in expected if c in mutated and mutated[c]["problems"])
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Reliability: what the rig does when things go wrong",
@@ -98,16 +116,22 @@ def render(cells: dict[tuple[str, str], dict[str, Any]], *, wall_s: float | None
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}).",
         "",
         f"**{len(expected)} cells** ({len(harness.FAULTS)} faults × {len(harness.PHASES)} phases): "
-        f"**{real} real**, **{na} n/a**, **{xfail} xfail** (known gaps)"
-        + (f", {len(missing)} not observed" if missing else "") + "."
-        + (f" Matrix wall time with `pytest -n 2`: **{wall_s:.0f} s** ({summary})." if wall_s is not None else ""),
+        f"**{real} real**, **{na} n/a**, **{skipped} skipped** (cannot be injected on this machine)"
+        + (f", {len(missing)} not observed" if missing else "") + f"; **{caught} of {real}** real cells shown to "
+        "fail under a mutation of what they guard."
+        + (f" Matrix and mutation checks, wall time with `pytest -n 2`: **{wall_s:.0f} s** ({summary})." if wall_s is not None else ""),
         "",
         "Every cell runs the test-only procedure `tests/faults/fault_matrix.py` (setup → delivery → the",
         "procedure's own 20 s occlusion → measurement, 6 mL/h, ~8 min of virtual time) on a fresh simulated",
         "bench, injects the fault right after the phase's first measurement, and checks:",
         "",
         "* **safe state** from the simulated instruments' own state (control channel `state()`): the pump",
-        "  model and the NE-1000 emulator both stopped; the NI device's valve lines low and kink output 0 V;",
+        "  model and the NE-1000 emulator both stopped, and the pump model received a **stop command after the",
+        "  fault** (so a fault that stops the pump by itself — a stall — cannot hide a rig that never stops it);",
+        "  the NI device's valve lines low and kink output 0 V, and the rig's valves in the model at normal flow.",
+        "  An injected fault *of the line* (the overpressure cells block the catheter) is kept apart from the rig's",
+        "  valves: nothing the rig writes can clear it, and those cells require the pump stopped by the rig's",
+        "  command, not by stalling against the block;",
         "* **truthful record**: readable, outcome and reason name the fault (INCOMPLETE when the run could",
         "  not write its end), and it claims a confirmed safe state only when the bench agrees;",
         "* **nothing measured is lost**: every measurement on disk at the moment of the fault is still there,",
@@ -115,8 +139,17 @@ def render(cells: dict[tuple[str, str], dict[str, Any]], *, wall_s: float | None
         "* **never a pass**: the report bundle's verdict is the record's outcome; performed_by / approved_by",
         "  signatures are refused for undecided runs, and no signature on any run may claim a pass.",
         "",
-        "Report-writing cells start from a run that PASSED: there the check is that an interrupted or failed",
-        "build leaves nothing that can be signed, leaves the record untouched, and a rebuild verifies.",
+        "Report-writing cells start from the control run, which PASSED: there the check is that an interrupted or",
+        "failed build leaves nothing that can be signed, leaves the record untouched, and a rebuild on what it left",
+        "verifies; the clock-jump cell signs that PASS bundle as performer (legitimately: the run passed) and",
+        "then tries a reviewer's signature dated an hour earlier, which must be refused. Their pump and valve",
+        "columns are the bench as the control run left it (report writing touches no instrument); their",
+        "\"stop commanded after the fault\" column is – (no instrument is involved after the run).",
+        "",
+        "Every column is read from the system — the bench's control channel, the record read back, the",
+        "bundle's manifest, what signing and verification answer — never filled in by the test. Each cell",
+        "is also run once with the guarantee it guards sabotaged (`tests/faults/sabotage.py`,",
+        "`tests/faults/test_mutations.py`); the table at the end shows what the cell's checks then reported.",
         "",
         "## Faults and how they are injected",
         "",
@@ -140,30 +173,45 @@ def render(cells: dict[tuple[str, str], dict[str, Any]], *, wall_s: float | None
         "measurements on disk before the fault still there; the bundle's verdict; whether any signature could "
         "read as a pass.",
         "",
-        "| Fault | Phase | Outcome — reason | Ended in | Pump stopped | Valves safe | Record says safe state | "
-        "Measurements kept | Bundle verdict | Signable as pass | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Fault | Phase | Outcome — reason | Ended in | Pump stopped | Stop commanded after fault (stopped by) | "
+        "Valves safe | Record says safe state | Measurements kept | Bundle verdict | Signable as pass | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in expected:
         cell = cells.get(key)
         fault = harness.FAULT_BY_ID[key[0]].title
         if cell is None:
-            lines.append(f"| {fault} | {key[1]} | not observed | | | | | | | | |")
+            lines.append(f"| {fault} | {key[1]} | not observed | | | | | | | | | |")
             continue
-        if cell["status"] == "n/a":
-            lines.append(f"| {fault} | {key[1]} | n/a: {short(cell['note'], 200)} | | | | | | | | |")
+        if cell["status"] in ("n/a", "skipped"):
+            lines.append(f"| {fault} | {key[1]} | {cell['status']}: {short(cell['note'], 200)} | | | | | | | | | |")
             continue
         reason = f"{outcome_cell(cell)} — {short(cell['reason'])}"
-        if cell["phase"] == "report" or cell["status"] == "xfail":
+        if cell["phase"] == "report":
             reason += f" ({short(cell['note'], 200)})"
         kept = f"{flag(cell['measurements_kept'])} ({len(cell['measured_before'])})"
         lines.append(
             f"| {fault} | {key[1]} | {reason} | {cell['ended_in'] or NA} | {flag(cell['pump_stopped'])} | "
-            f"{flag(cell['valves_safe'])} | {claim(cell['record_safe_claim'])} | {kept} | {cell['verdict'] or 'no bundle'} | "
-            f"{signable(cell['signable_as_pass'])} | {cell['wall_s']:.1f} |")
-    gaps = sorted({cells[k]["note"] for k in expected if k in cells and cells[k]["status"] == "xfail"})
-    lines += ["", "## Known gaps (xfail)", ""]
-    lines += [f"* {g}" for g in gaps] or ["* none"]
+            f"{stopped_by(cell)} | {flag(cell['valves_safe'])} | {claim(cell['record_safe_claim'])} | {kept} | "
+            f"{cell['verdict'] or 'no bundle'} | {report_signable(cell)} | {cell['wall_s']:.1f} |")
+    lines += [
+        "", "## Mutation checks: each cell fails when what it guards is broken", "",
+        "Each real cell run again with one guarantee sabotaged (`tests/faults/sabotage.py`); the cell's own checks",
+        "must report the problem (`tests/faults/test_mutations.py` requires it). What they reported:",
+        "",
+        "| Fault | Phase | Mutation | The cell then reported |",
+        "|---|---|---|---|",
+    ]
+    for key in expected:
+        cell, bad = cells.get(key), mutated.get(key)
+        if cell is None or cell["status"] != "real":
+            continue
+        fault = harness.FAULT_BY_ID[key[0]].title
+        if bad is None:
+            lines.append(f"| {fault} | {key[1]} | not run | |")
+            continue
+        found = "; ".join(short(p, 160) for p in bad["problems"]) or "**nothing: the mutation was NOT caught**"
+        lines.append(f"| {fault} | {key[1]} | `{bad['mutation']}` | {found} |")
     lines += [
         "",
         "Outside the matrix, `tests/faults/test_daq_stream_loss.py` pins a gap the disk-full cells uncovered",
@@ -171,11 +219,16 @@ def render(cells: dict[tuple[str, str], dict[str, Any]], *, wall_s: float | None
         "overpressure interlock trips (\"pressure monitoring lost\") and the run ends ABORTED.",
         "",
         "In the kill -9 cells nothing of `rig run` survives to stop the pump: the safe-state supervisor",
-        "(`rig/supervisor.py`, a process each run starts and releases at its normal end) sees its pipe close",
-        "without a release, reopens the pump and the DAQ, commands their safe state and appends the read-back",
-        "(`safe_state` with `by: \"supervisor\"`) and a warning to the record, never a `run_finished`: the record",
-        "stays INCOMPLETE. `tests/test_supervisor.py` requires the pump stopped within 5 s of the kill",
-        "(~0.4 s measured).",
+        "(`rig/engine/supervisor.py`, a process each run starts and releases at its normal end) sees its pipe",
+        "close without a release, reopens the pump and the DAQ, commands their safe state and appends the",
+        "read-back (`safe_state` with `by: \"supervisor\"`) and a warning to the record, never a `run_finished`:",
+        "the record stays INCOMPLETE. With the supervisor sabotaged (`supervisor_never_acts`) the pump keeps",
+        "running and those cells fail.",
+        "",
+        "Disk full is a real full filesystem: the run directory (or, for report writing, a copy of the run) is",
+        "a small tmpfs mount filled to its last byte by a filler file, so the kernel answers ENOSPC to the",
+        "record, the raw data and the bundle's copies alike. Mounting needs root (CI runs as root); elsewhere",
+        "those cells are skipped and say so.",
         "",
     ]
     return "\n".join(lines)
@@ -187,16 +240,16 @@ def main() -> int:
     parser.add_argument("--out", default=str(DOC), metavar="FILE")
     args = parser.parse_args()
     if args.source:
-        cells, wall_s, summary = load_cells(Path(args.source)), None, ""
+        (cells, mutated), wall_s, summary = load_cells(Path(args.source)), None, ""
     else:
         with tempfile.TemporaryDirectory(prefix="fault-matrix-") as tmp:
             code, wall_s, summary = run_matrix(Path(tmp))
-            cells = load_cells(Path(tmp))
+            cells, mutated = load_cells(Path(tmp))
         if code != 0:
-            print(f"the matrix failed ({summary or f'exit {code}'}); run pytest tests/faults/test_matrix.py",
-                  file=sys.stderr)
+            print(f"the matrix failed ({summary or f'exit {code}'}); run pytest tests/faults/test_matrix.py "
+                  "tests/faults/test_mutations.py", file=sys.stderr)
             return 1
-    Path(args.out).write_text(render(cells, wall_s=wall_s, summary=summary), encoding="utf-8")
+    Path(args.out).write_text(render(cells, mutated, wall_s=wall_s, summary=summary), encoding="utf-8")
     print(f"wrote {args.out}: {len(cells)} cells" + (f", matrix {wall_s:.0f} s" if wall_s else ""))
     return 0
 

@@ -33,7 +33,7 @@ from reports.canonical import CanonicalJSONError, canonical_json, load_json_byte
 from reports.synthetic import write_record
 from rig.engine.params import parse_value
 from rig.engine.procedure import Parameter
-from rig.errors import UsageError
+from rig.errors import ConfigError, UsageError
 from rig.record import read_record
 from rig.station.config import load_station
 
@@ -85,8 +85,10 @@ def test_station_loader_accepts_or_lists_problems(key: str, value: Any) -> None:
         return
     try:
         load_station(path)
-    except UsageError as exc:  # ConfigError: "<file> is invalid (n problem(s)):" + one line each
-        assert "Traceback" not in str(exc)
+    except ConfigError as exc:  # "<file> is invalid (n problem(s)):" + one line per problem
+        assert exc.problems and all(p.strip() and "\n" not in p for p in exc.problems), exc.problems
+        assert str(exc).splitlines()[0].endswith(f"is invalid ({len(exc.problems)} problem(s)):")
+        assert str(exc).splitlines()[1:] == [f"  - {p}" for p in exc.problems]
 
 
 @FAST

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import UsageError
-from rig.record import INCOMPLETE, RunRecord, read_record
+from rig.record import INCOMPLETE, SUPERVISOR, RunRecord, read_record
 from rig.station.config import STATION_ENV, default_station_path, load_station
 from rig.station.lock import holder_is_live, read_holder
 from rig.textsafe import for_terminal
@@ -142,7 +142,8 @@ def _lines(record: RunRecord) -> list[str]:
     if safe:
         last = safe[-1]
         state = "confirmed" if last.get("confirmed") else f"NOT confirmed: {last.get('error')}"
-        out.append(f"Safe state: {state}")
+        by = " by the safe-state supervisor (the run process died)" if last.get("by") == SUPERVISOR else ""
+        out.append(f"Safe state: {state}{by}")
     elif record.outcome == INCOMPLETE:
         out.append("Safe state: not recorded (the process ended before reaching it)")
     return out
