@@ -325,6 +325,7 @@ def test_the_pump_says_why_it_stopped() -> None:
     assert line.pump.last_stop_command_t_s is None
     line.pump.command_stop(line.t_s)
     assert line.pump.stopped_by == "stall" and line.pump.last_stop_command_t_s == line.t_s
+    assert line.pump.stop_commands == 1
     line = quiet_line("syringe", rate_ml_h=1.0)
     line.pump.target_ml = 0.001
     line.advance(10)

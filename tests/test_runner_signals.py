@@ -122,7 +122,7 @@ def test_kill_9_the_supervisor_stops_the_pump_and_the_record_stays_incomplete(
     pump = pump_state(sim)
     assert pump["model"]["pump"]["running"] is False and pump["instruments"]["pump"]["running"] is False
     assert pump["model"]["pump"]["stopped_by"] == "command"  # stopped by the rig's supervisor, not by itself
-    assert pump["model"]["pump"]["last_stop_command_t_s"] >= before["t_s"]
+    assert pump["model"]["pump"]["stop_commands"] > before["pump"]["stop_commands"]
     record = read_record(run_dir)
     assert record.outcome == "INCOMPLETE" and record.finished is None and not record.of_type("run_finished")
     safe = record.of_type("safe_state")

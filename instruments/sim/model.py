@@ -91,6 +91,7 @@ class PumpState:
     # lets a test tell "the rig stopped the pump" from "the fault stopped it".
     stopped_by: str | None = None
     last_stop_command_t_s: float | None = None
+    stop_commands: int = 0  # stop commands received so far (even when already stopped)
     _displaced_exact_ml: float = 0.0
     _displaced_steps_ml: float = 0.0
 
@@ -105,6 +106,7 @@ class PumpState:
             self.running = False
             self.stopped_by = "command"
         self.last_stop_command_t_s = t_s
+        self.stop_commands += 1
 
     @property
     def rpm(self) -> float:
@@ -384,6 +386,7 @@ class FluidLine:
                 "displacement_factor": self.pump.displacement_factor,
                 "stopped_by": self.pump.stopped_by,
                 "last_stop_command_t_s": self.pump.last_stop_command_t_s,
+                "stop_commands": self.pump.stop_commands,
             },
             "valves": asdict(self.valves),  # the rig's fault valves, as the NI device drives them
             "faults": asdict(self.faults),  # faults of the line itself, injected over the control channel

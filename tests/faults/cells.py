@@ -53,7 +53,10 @@ EXPECTED: dict[str, tuple[tuple[str, str], ...]] = {
     "sigint": (("ABORTED", r"^interrupted by SIGINT \(Ctrl-C\)$"),),
     "sigterm": (("ABORTED", r"^interrupted by SIGTERM$"),),
     "kill9": (("INCOMPLETE", r"did not finish"),),
-    "disk_full": (("INCOMPLETE", r"did not finish"),),
+    # A real full disk: the DAQ stream (written all the time) usually meets ENOSPC first and the
+    # interlock trips; a few lines of record still fit the last page of the record file, or not.
+    "disk_full": (("INCOMPLETE", r"did not finish"),
+                  ("ABORTED", r"^interlock tripped: pressure monitoring lost \(.*No space left on device")),
     "clock_jump": (("ERROR", r"^step '\w+' exceeded its timeout"), ("ABORTED", r"pressure monitoring lost")),
 }
 PASS_CLAIM = "I confirm the item under test passed"
@@ -98,18 +101,17 @@ def signable_as_pass(bundle: Path, lab: dict[str, Any]) -> tuple[bool, str]:
     return False, f"bundle verdict {verdict}: performed_by and approved_by refused"
 
 
-def bench_observations(obs: Observation, state: dict[str, Any], t_injected_s: float | None) -> None:
+def bench_observations(obs: Observation, state: dict[str, Any], stops_before: int | None) -> None:
     """The columns the simulated bench answers over its control channel."""
     obs.pump_stopped, obs.valves_safe = harness.safe_from_sim(state)
     pump = state["model"]["pump"]
     obs.pump_stopped_by = pump["stopped_by"]
-    last_stop = pump["last_stop_command_t_s"]
-    obs.pump_stop_commanded = None if t_injected_s is None else (last_stop is not None and last_stop >= t_injected_s)
+    obs.pump_stop_commanded = None if stops_before is None else pump["stop_commands"] > stops_before
 
 
 def observe(fault: str, phase: str, cell: CellRun, lab: dict[str, Any], wall_s: float) -> Observation:
     obs = Observation(fault, phase, wall_s=round(wall_s, 2), exit_code=cell.exit_code)
-    bench_observations(obs, cell.sim_state, cell.t_injected_s)
+    bench_observations(obs, cell.sim_state, cell.stops_before)
     if fault == "overpressure":
         obs.line_fault_kept = cell.sim_state["model"]["faults"]["occlusion"]
     obs.measured_before = sorted(cell.snapshot)

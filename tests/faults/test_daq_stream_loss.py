@@ -1,9 +1,9 @@
 """A fault found while building the matrix: the DAQ stream's disk fills up on its own.
 
-The matrix's disk-full cells fill the disk for every file of the run, so the record write fails
-and the run ends INCOMPLETE anyway. With only the DAQ stream failing (raw data on a separate
-volume, a quota, a bad sector) the reader used to die silently, leaving the overpressure interlock
-blind while the pump ran on. Now the acquisition fails loudly: the interlock trips ("pressure
+The matrix's disk-full cells fill the whole filesystem of the run (record, raw data and stream
+alike). Here only the DAQ stream fails (raw data on a separate volume, a quota, a bad sector): its
+descriptor is pointed at /dev/full. The reader used to die silently then, leaving the overpressure
+interlock blind while the pump ran on. Now the acquisition fails loudly: the interlock trips ("pressure
 monitoring lost"), the run is ABORTED and run_finished carries the DAQ error.
 """
 

@@ -41,7 +41,7 @@ REPORT_MUTATION = {"sigint": "bundle_not_cleaned_up", "sigterm": "bundle_built_i
 CAUGHT_BY = {
     "record_drops_last_event": "untruthful or unexpected ending",
     "pump_never_stopped": "the pump got no stop command after the fault",
-    "supervisor_never_acts": "the simulated pump is still running",
+    "supervisor_never_acts": "supervisor events in the record: []",
     "record_unflushed": "a measurement the phase took before the fault was not on disk",
     "bundle_not_cleaned_up": "staging directory left behind",
     "bundle_built_in_place": "the bundle built after the fault does not verify",
