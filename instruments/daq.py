@@ -165,6 +165,7 @@ class Daq:
             self._grpc_channel = grpc.insecure_channel(grpc_server)
         self._out_lock = threading.RLock()
         self._listeners: list[ChunkListener] = []
+        self._safety_listeners: list[ChunkListener] = []  # a failure of one fails the acquisition
         self._failure_listeners: list[FailureListener] = []
         self._latest: dict[str, float] | None = None
         self._latest_cond = threading.Condition()
@@ -357,9 +358,17 @@ class Daq:
 
     # -- acquisition --------------------------------------------------------------------------
 
-    def add_chunk_listener(self, listener: ChunkListener) -> None:
-        """Called in the reader thread with every chunk (keep it quick; it delays the next read)."""
+    def add_chunk_listener(self, listener: ChunkListener, *, safety: bool = False) -> None:
+        """Called in the reader thread with every chunk (keep it quick; it delays the next read).
+
+        A ``safety`` listener (the overpressure interlock) fails closed: if it raises, the
+        acquisition fails as a whole and every failure listener hears why (the interlock trips:
+        a check that cannot run must not let the pump run on unwatched). Any other listener's
+        exception is logged and the acquisition goes on.
+        """
         self._listeners.append(listener)
+        if safety:
+            self._safety_listeners.append(listener)
 
     def add_failure_listener(self, listener: FailureListener) -> None:
         """Called in the reader thread when the acquisition fails (e.g. buffer overflow)."""
@@ -368,7 +377,7 @@ class Daq:
     def remove_listener(self, listener: ChunkListener | FailureListener) -> None:
         """Stop calling ``listener`` (chunk or failure listener; absent is fine): a run's interlock
         and monitors leave with the run, the DAQ stays open for the next one."""
-        for listeners in (self._listeners, self._failure_listeners):
+        for listeners in (self._listeners, self._safety_listeners, self._failure_listeners):
             while listener in listeners:
                 listeners.remove(listener)  # type: ignore[arg-type]
 
@@ -459,9 +468,12 @@ class Daq:
                         return
                     chunk = DaqChunk(next_index, self.rate_hz, names, data)
                     next_index += n
-                    self._publish(chunk)
+                    listener_failure = self._publish(chunk)
                     self.stats.samples = next_index
                     self.stats.chunks += 1
+                    if listener_failure is not None:
+                        self._fail(writer, next_index, listener_failure, InstrumentReportedError)
+                        return
                 self.stats.reader_cpu_s = time.thread_time() - cpu0
                 if error is not None:
                     if stopping or self._stop.is_set():
@@ -494,7 +506,9 @@ class Daq:
         chunks = min(MAX_CHUNKS_PER_READ, max(1, waiting // self.chunk_samples))
         return chunks * self.chunk_samples
 
-    def _publish(self, chunk: DaqChunk) -> None:
+    def _publish(self, chunk: DaqChunk) -> str | None:
+        """Latest values for ``latest()``, then every chunk listener; returns why a safety
+        listener failed, if one did (the reader then fails the acquisition with it)."""
         last = chunk.first_index + chunk.n - 1
         latest = {c.latest_key: float(chunk.data[i, -1]) for i, c in enumerate(self.ai_channels)}
         latest["sample_index"] = last
@@ -505,8 +519,11 @@ class Daq:
         for listener in list(self._listeners):
             try:
                 listener(chunk)
-            except Exception:  # noqa: BLE001 - a listener bug must not stop the acquisition
+            except Exception as exc:  # noqa: BLE001 - only a safety listener's failure stops it
+                if listener in self._safety_listeners:
+                    return f"safety check {getattr(listener, '__qualname__', listener)} failed: {exc!r}"
                 log.exception("%s: chunk listener %r failed", self.name, listener)
+        return None
 
     def _fail(self, writer: StreamWriter, at_sample: int, detail: str, cls: type[InstrumentError]) -> None:
         """Mark the acquisition failed and tell every failure listener (the interlock trips on it)."""

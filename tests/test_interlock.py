@@ -127,3 +127,44 @@ def test_a_detached_interlock_no_longer_acts(world: SimWorld, daq: Daq, tmp_path
     run_virtual(world, daq, 80.0, t0)  # crosses the limit (see the first test)
     daq.stop_acquisition()
     assert reasons == [] and not interlock.tripped and stop.at_model_s is None
+
+
+class BrokenCheckInterlock(Interlock):
+    """An interlock whose pressure check raises (a bug, a chunk it cannot read)."""
+
+    def check(self, chunk: object) -> None:
+        raise ValueError("pressure column unreadable")
+
+
+def test_a_failing_interlock_check_trips_the_interlock(world: SimWorld, daq: Daq, server: DaqServer,
+                                                         tmp_path: Path) -> None:
+    """Fail closed: the check that cannot run stops the pump and opens the relief path, instead of
+    being logged and skipped while the pump runs on unwatched."""
+    reasons: list[str] = []
+    BrokenCheckInterlock(LIMIT_KPA, PumpStop(world), daq, reasons.append)
+    set_pump(world, 1.0)
+    daq.start_acquisition(tmp_path / "daq.f64")
+    world.advance(1.0)  # one chunk is enough: its check raises
+    deadline = time.monotonic() + 60  # liveness deadline for a busy machine, not a timing claim
+    while not reasons and time.monotonic() < deadline:
+        time.sleep(0.01)
+    daq.stop_acquisition()
+    assert len(reasons) == 1 and reasons[0].startswith("pressure monitoring lost"), reasons
+    assert "safety check" in reasons[0] and "pressure column unreadable" in reasons[0]
+    assert world.model.pump.stopped_by == "command" and not world.model.pump.running
+    assert server.state()["outputs"]["leak_valve"]["high"] is True  # the relief path
+    assert read_stream(tmp_path / "daq.f64").events[0]["event"] == "error"
+
+
+def test_a_failing_non_safety_listener_is_logged_and_acquisition_goes_on(world: SimWorld, daq: Daq,
+                                                                         tmp_path: Path) -> None:
+    failures: list[str] = []
+    seen: list[int] = []
+    daq.add_failure_listener(failures.append)
+    daq.add_chunk_listener(lambda chunk: 1 / 0)  # e.g. the live display
+    daq.add_chunk_listener(lambda chunk: seen.append(chunk.n))
+    t0 = world.now_s()
+    daq.start_acquisition(tmp_path / "daq.f64")
+    run_virtual(world, daq, 2.0, t0)
+    daq.stop_acquisition()
+    assert failures == [] and sum(seen) >= int(2.0 * RATE_HZ) - 1

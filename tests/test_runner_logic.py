@@ -354,7 +354,7 @@ class ListeningDaq:
         self.chunk_listeners: list[Any] = []
         self.failure_listeners: list[Any] = []
 
-    def add_chunk_listener(self, listener: Any) -> None:
+    def add_chunk_listener(self, listener: Any, *, safety: bool = False) -> None:
         self.chunk_listeners.append(listener)
 
     def add_failure_listener(self, listener: Any) -> None:
@@ -389,3 +389,46 @@ def test_the_interlock_and_the_steps_listeners_leave_the_daq_with_the_run(tmp_pa
     assert result.outcome == ("PASS" if ending == "pass" else "ERROR")
     assert seen == {"during": 1, "after_attach": 2}
     assert daq.chunk_listeners == [] and daq.failure_listeners == []
+
+
+class SupervisedBench(MemoryBench):
+    """A bench that can be supervised (it says how to reopen its instruments from another process)."""
+
+    sim_child = False
+
+    def safe_state_plan(self) -> dict[str, Any]:
+        return {}
+
+
+def test_no_supervisor_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: if the kill -9 supervisor cannot start, no step runs; the run ends ERROR in
+    its safe state and says why."""
+    from rig.engine import safe_state
+
+    def refuse(plan: dict[str, Any]) -> Any:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(safe_state.Supervisor, "start", staticmethod(refuse))
+    bench = SupervisedBench()
+    result, record = run(procedure_with(Step("start", start_pump), tmp_path=tmp_path), tmp_path, bench)
+    assert result.outcome == "ERROR", result.reason
+    assert result.reason.startswith("the safe-state supervisor did not start") and "no run without it" in result.reason
+    assert record.of_type("step_started") == [] and bench.pump.rate_ml_h == 0.0  # nothing was pumped
+    assert_safe(bench, record)
+
+
+def test_a_started_supervisor_is_released_at_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rig.engine import safe_state
+
+    released: list[bool] = []
+
+    class FakeSupervisor:
+        def release(self) -> str | None:
+            released.append(True)
+            return "the safe-state supervisor (pid 1) had exited with code 9 during the run"
+
+    monkeypatch.setattr(safe_state.Supervisor, "start", staticmethod(lambda plan: FakeSupervisor()))
+    result, record = run(procedure_with(Step("start", start_pump), tmp_path=tmp_path), tmp_path, SupervisedBench())
+    assert released == [True]
+    warnings = [e["detail"] for e in record.of_type("event") if e["kind"] == "warning"]
+    assert any("had exited with code 9 during the run" in w and "unattended" in w for w in warnings), warnings

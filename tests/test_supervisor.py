@@ -173,14 +173,18 @@ def test_kill9_of_rig_run_during_delivery(cell: harness.CellBench, tmp_path: Pat
     assert {m["name"] for m in record.measurements} == {"baseline_mass_g", "early_pressure_kpa"}
 
 
-def test_supervisor_that_cannot_start_is_a_warning_not_a_failure(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_supervisor_that_cannot_start_means_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: without its supervisor the run does not start a single step; it ends ERROR,
+    the bench in its safe state (the simulated instruments' own state says so)."""
     monkeypatch.setattr(sup, "command", lambda: [str(tmp_path / "no-such-python"), "-m", "rig.engine.supervisor"])
     run = harness.run_in_process(None, None, tmp_path)
-    assert run.record is not None and run.record.outcome == "PASS"
-    warnings = [e["detail"] for e in run.record.of_type("event") if e.get("kind") == "warning"]
-    assert any(w.startswith("the safe-state supervisor did not start") for w in warnings), warnings
+    assert run.record is not None and run.record.outcome == "ERROR"
+    assert run.record.reason.startswith("the safe-state supervisor did not start") and "no run without it" in \
+        run.record.reason
+    assert run.record.of_type("step_started") == [] and run.record.measurements == []
+    assert run.record.of_type("safe_state")[-1]["confirmed"] is True
     assert harness.safe_from_sim(run.sim_state) == (True, True)
+    assert run.sim_state["model"]["totals"]["pumped_ml"] == 0.0  # the pump never ran
 
 
 def test_normal_run_releases_supervisor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

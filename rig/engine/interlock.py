@@ -50,7 +50,7 @@ class Interlock:
         self.reason: str | None = None
         self.trip_sample_index: int | None = None
         self._lock = threading.Lock()
-        daq.add_chunk_listener(self.check)
+        daq.add_chunk_listener(self.check, safety=True)  # if the check raises, the interlock trips
         daq.add_failure_listener(self._on_stream_lost)
 
     @property

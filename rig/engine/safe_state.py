@@ -13,7 +13,14 @@ from typing import Any
 
 from rig.engine.run_log import RunLog
 from rig.engine.supervisor import Supervisor
+from rig.errors import RigError
 from rig.station.bench import describe_error
+
+
+class SafeStateGuardError(RigError):
+    """The run's safe-state guard could not be set up: the run must not start (exit 3)."""
+
+    exit_code = 3
 
 
 class SafeStateGuard:
@@ -28,7 +35,9 @@ class SafeStateGuard:
         """Start the process that makes the bench safe if this one is killed (rig.engine.supervisor).
 
         Only a bench that can say how to reopen its pump and DAQ from another process
-        (``safe_state_plan``) is supervised. Failing to start never changes the run: it is recorded."""
+        (``safe_state_plan``) is supervised. Fails closed: if the supervisor cannot be started,
+        raises SafeStateGuardError before any step runs, so the run ends ERROR in its safe state
+        instead of running unsupervised (a kill -9 then would leave the pump infusing)."""
         plan_of = getattr(self._bench, "safe_state_plan", None)
         if plan_of is None:
             return
@@ -37,9 +46,9 @@ class SafeStateGuard:
                 "record": str(log.path), "run_id": self._run_id, "runner_pid": os.getpid(),
                 "sim_child": bool(getattr(self._bench, "sim_child", False)), "instruments": plan_of(),
             })
-        except Exception as exc:  # noqa: BLE001 - see docstring
-            log.event("warning", f"the safe-state supervisor did not start ({describe_error(exc)}): if this "
-                                 "process is killed, nothing will stop the pump")
+        except Exception as exc:  # noqa: BLE001 - any reason is one: no supervisor, no run
+            raise SafeStateGuardError(f"the safe-state supervisor did not start ({describe_error(exc)}): no run "
+                                      "without it (if this process were killed, nothing would stop the pump)") from exc
 
     def reach(self) -> tuple[bool, dict[str, Any], str | None]:
         """Command the bench's safe state: (confirmed, read-back per instrument, failure). Never raises."""
@@ -59,4 +68,4 @@ class SafeStateGuard:
             log.event("warning", f"{problem}: a kill -9 then would have left the bench unattended")
 
 
-__all__ = ["SafeStateGuard"]
+__all__ = ["SafeStateGuard", "SafeStateGuardError"]

@@ -20,7 +20,8 @@ is nothing to make safe: the supervisor then only records the warning. It runs i
 (a Ctrl-C or a hang-up aimed at the runner's process group does not reach it), with stdout and
 stderr on /dev/null (it never holds the caller's pipes open), and imports the drivers only when
 it must act, so starting it costs a fork/exec and a bare interpreter (well under 0.2 s, not waited
-for). It never changes a run's outcome: if it cannot start, the runner records a warning and goes on.
+for). No supervisor, no run: if it cannot start, the run ends ERROR before its first step
+(rig.engine.safe_state.SafeStateGuard.watch).
 """
 
 from __future__ import annotations
