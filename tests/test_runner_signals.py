@@ -51,7 +51,7 @@ def start_run(station: Path, out: Path) -> subprocess.Popen[str]:
                             stdin=subprocess.DEVNULL, cwd=REPO)
 
 
-def wait_for_step(out: Path, step: str, proc: subprocess.Popen[str], timeout_s: float = 30) -> Path:
+def wait_for_step(out: Path, step: str, proc: subprocess.Popen[str], timeout_s: float = 120) -> Path:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
