@@ -217,8 +217,8 @@ def test_bundle_import_files_the_authoritative_results(history_url: str, tmp_pat
     bundle = build_bundle(write_record(tmp_path / "runs" / "run-1", "FAIL", duration_s=120.0),
                           audit_log=tmp_path / "audit.jsonl")
     with open_history(history_url) as h:
-        assert h.import_bundle(bundle) is True
-        assert h.import_bundle(bundle) is False
+        assert h.import_bundle(bundle, allow_unsigned=True) is True
+        assert h.import_bundle(bundle, allow_unsigned=True) is False
         (run,) = h.runs()
         assert (run.run_id, run.station_id, run.procedure_id, run.outcome) == ("run-1", "SIM-BENCH-01",
                                                                                "flow_accuracy", "FAIL")
@@ -422,7 +422,7 @@ def test_history_command_imports_and_shows_trends(tmp_path: Path, capsys: pytest
     assert "No history yet" in capsys.readouterr().out
     bundles = [str(build_bundle(write_record(tmp_path / "runs" / f"run-{i}", "PASS", duration_s=60.0, seed=i),
                                 audit_log=tmp_path / "audit.jsonl")) for i in range(3)]
-    assert main(["history", "--db", url, "--import", *bundles, bundles[0]]) == 0
+    assert main(["history", "--db", url, "--allow-unsigned", "--import", *bundles, bundles[0]]) == 0
     out = capsys.readouterr().out
     assert "3 of 4 bundle(s) filed" in out and "already filed" in out
     with open_history(url) as h:  # a drifting series on top: the table must flag it

@@ -41,6 +41,7 @@ from rig.station.history_url import (  # noqa: F401 - the URL rules, re-exported
     default_url,
     redact,
     resolve_url,
+    scrub,
     station_url,
     url_problem,
 )
@@ -53,6 +54,10 @@ PG_SCHEMA_LOCK = 0x52494748  # advisory lock key ("RIGH") serialising schema cre
 
 class HistoryError(RigError):
     """The history database cannot be opened, read or written (exit 3)."""
+
+
+class HistoryConflict(UsageError):
+    """A run id already filed from a different bundle: nothing was filed (exit 2)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,6 +221,13 @@ def _schema(serial_pk: str, real: str) -> list[str]:
             uncertainty {real},
             UNIQUE (run_id, seq)
         )""",
+        # Which bundle a run was filed from (its manifest sha256): a second bundle with the same run
+        # id but another manifest is a conflict, not a silent "first filing wins". Its own table so
+        # an existing history needs no migration.
+        """CREATE TABLE IF NOT EXISTS run_bundles (
+            run_id TEXT PRIMARY KEY REFERENCES runs (run_id) ON DELETE CASCADE,
+            manifest_sha256 TEXT NOT NULL
+        )""",
         "CREATE INDEX IF NOT EXISTS runs_series ON runs (station_id, procedure_id, started_utc)",
         "CREATE INDEX IF NOT EXISTS measurements_name ON measurements (name, run_id)",
     ]
@@ -336,9 +348,8 @@ class _Postgres(_Backend):
             self.conn = psycopg.connect(self.url, connect_timeout=10, application_name="rig-history",
                                         autocommit=True)
         except psycopg.Error as exc:
-            raise HistoryError(f"history {redact(self.url)} cannot be opened: "
-                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
-                               ) from exc
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise HistoryError(f"history {redact(self.url)} cannot be opened: {scrub(why, self.url)}") from None
 
     def close(self) -> None:
         if self.conn is not None:
@@ -409,18 +420,21 @@ class History:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 return action()
-            except HistoryError:
+            except (HistoryError, HistoryConflict):  # not a database failure: never retried or rewrapped
                 raise
             except Exception as exc:  # noqa: BLE001 - DB-API errors differ per driver
                 if attempt < WRITE_ATTEMPTS and self.backend.retryable(exc):
                     time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
                     continue
-                raise HistoryError(f"history {self.describe()}: write failed: {exc}") from exc
+                raise HistoryError(f"history {self.describe()}: write failed: {scrub(str(exc), self.url)}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def add_run(self, run: RunRow, measurements: Sequence[MeasurementRow]) -> bool:
-        """File one run with its measurements atomically. False if the run id was already filed
-        (re-importing a bundle is harmless); the first filing wins."""
+    def add_run(self, run: RunRow, measurements: Sequence[MeasurementRow], *,
+                manifest_sha256: str | None = None) -> bool:
+        """File one run with its measurements atomically. False if this run was already filed from
+        the same bundle (re-importing is harmless). With ``manifest_sha256`` (the bundle it comes
+        from), a run id already filed from another bundle, or without one, is a HistoryConflict:
+        two different documents claim to be the same run, and neither silently wins."""
         b = self.backend
         run_cols = ", ".join(_RUN_COLUMNS + ("recorded_utc",))
         run_sql = b.sql(f"INSERT INTO runs ({run_cols}) VALUES ({', '.join('?' * (len(_RUN_COLUMNS) + 1))}) "
@@ -430,11 +444,24 @@ class History:
         recorded = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         run_values = tuple(getattr(run, c) for c in _RUN_COLUMNS) + (recorded,)
 
+        bundle_sql = b.sql("INSERT INTO run_bundles (run_id, manifest_sha256) VALUES (?, ?)")
+        filed_sql = b.sql("SELECT manifest_sha256 FROM run_bundles WHERE run_id = ?")
+
         def write() -> bool:
             with b.transaction() as cur:
                 cur.execute(run_sql, run_values)
                 if cur.rowcount == 0:
-                    return False
+                    if manifest_sha256 is None:
+                        return False
+                    cur.execute(filed_sql, (run.run_id,))
+                    row = cur.fetchone()
+                    if row is not None and row[0] == manifest_sha256:
+                        return False
+                    was = f"from the bundle with manifest sha256 {row[0]}" if row else "without a bundle (by a nightly)"
+                    raise HistoryConflict(f"run id {run.run_id} is already filed {was}; this bundle (manifest "
+                                          f"sha256 {manifest_sha256}) claims the same run: not filed")
+                if manifest_sha256 is not None:
+                    cur.execute(bundle_sql, (run.run_id, manifest_sha256))
                 cur.executemany(m_sql, [(run.run_id, seq) + tuple(getattr(m, c) for c in _MEASUREMENT_COLUMNS)
                                         for seq, m in enumerate(measurements)])
                 return True
@@ -442,21 +469,36 @@ class History:
         return bool(self._with_retry(write))
 
     def add_results(self, results: Mapping[str, Any], *, bundle_path: str | Path | None = None,
-                    nightly_id: str | None = None, suite_label: str | None = None) -> bool:
+                    nightly_id: str | None = None, suite_label: str | None = None,
+                    manifest_sha256: str | None = None) -> bool:
         run, measurements = rows_from_results(results, bundle_path=None if bundle_path is None else str(bundle_path),
                                               nightly_id=nightly_id, suite_label=suite_label)
-        return self.add_run(run, measurements)
+        return self.add_run(run, measurements, manifest_sha256=manifest_sha256)
 
-    def import_bundle(self, bundle: Path) -> bool:
-        """File a report bundle (its results.json) — for manual runs and for rebuilding history."""
+    def import_bundle(self, bundle: Path, *, registry: Any = None, allow_unsigned: bool = False) -> bool:
+        """File a report bundle — for manual runs and for rebuilding history — only once it verifies.
+
+        Why verify first: the trends are what reviewers trust; an edited results.json (verify:
+        INVALID) must not become a point on them. ``registry`` checks the signatures (a
+        ``reports.registry.Registry``); ``allow_unsigned`` accepts an unsigned bundle on its file
+        hashes alone, as `rig report verify --allow-unsigned` does. The manifest sha256 is stored.
+        """
+        from reports.bundle import require_bundle_dir
         from reports.canonical import load_json_bytes
+        from reports.manifest import MAX_RESULTS_BYTES
+        from reports.verify import verify_bundle
+        from rig.safeio import read_regular
 
-        path = Path(bundle) / "results.json"
+        bundle = require_bundle_dir(Path(bundle))
+        check = verify_bundle(bundle, registry, allow_unsigned=allow_unsigned)
+        if not check.ok:
+            raise UsageError(f"{bundle} does not verify, not filed: " + "; ".join(check.reasons()))
+        path = bundle / "results.json"
         try:
-            results = load_json_bytes(path.read_bytes(), str(path))
+            results = load_json_bytes(read_regular(path, max_bytes=MAX_RESULTS_BYTES), str(path))
         except (OSError, ValueError) as exc:
             raise UsageError(f"{bundle}: not a report bundle with a readable results.json ({exc})") from None
-        return self.add_results(results, bundle_path=Path(bundle).resolve())
+        return self.add_results(results, bundle_path=bundle.resolve(), manifest_sha256=check.manifest_sha256)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -484,7 +526,7 @@ class History:
         except HistoryError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise HistoryError(f"history {self.describe()}: query failed: {exc}") from exc
+            raise HistoryError(f"history {self.describe()}: query failed: {scrub(str(exc), self.url)}") from None
 
     def runs(self, filters: Filters = Filters(), limit: int | None = None) -> list[RunRow]:
         """Runs, newest first. With a measurement filter: only runs that took that measurement."""

@@ -478,6 +478,7 @@ class NightlyRunner:
         except Exception as exc:  # noqa: BLE001 - the run stands; the missing report is a problem
             e.problems.append(f"report bundle not built: {describe_error(exc)}")
             e.results = self._results_without_bundle(e)
+        manifest_sha256 = None
         if e.bundle is not None:
             if self.signer is not None:
                 try:
@@ -488,15 +489,18 @@ class NightlyRunner:
             check = verify_bundle(e.bundle, None if self.signer is None else self.signer.registry,
                                   allow_unsigned=self.signer is None)
             e.verified = check.ok
+            manifest_sha256 = check.manifest_sha256 if check.ok else None
             if not check.ok:
                 e.problems.append("bundle does not verify: " + "; ".join(check.reasons()))
         if self.history is None:
             e.problems.append(f"not filed in the history: {self.history_error or 'no history database'}")
         elif e.results is not None:
             try:
-                self.history.add_results(e.results, bundle_path=e.bundle.resolve() if e.bundle else None,
-                                         nightly_id=self.nightly_id, suite_label=entry.label)
-                e.history_filed = True
+                e.history_filed = self.history.add_results(
+                    e.results, bundle_path=e.bundle.resolve() if e.bundle else None, nightly_id=self.nightly_id,
+                    suite_label=entry.label, manifest_sha256=manifest_sha256)
+                if not e.history_filed:
+                    e.problems.append(f"not filed in the history: run id {e.run_id} is already there")
             except Exception as exc:  # noqa: BLE001
                 e.problems.append(f"not filed in the history: {describe_error(exc)}")
 

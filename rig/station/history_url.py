@@ -6,15 +6,38 @@ layer must not import the fleet above it.
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from rig import secret_env
 from rig.errors import UsageError
 
 URL_ENV = "RIG_HISTORY_URL"
 DEFAULT_FILE_NAME = "history.sqlite3"
+# libpq connection parameters (and common spellings) that carry a secret when given in the query.
+SECRET_QUERY_KEY = re.compile(r"^(password|passwd|pwd|pass|sslpassword|secret|token|api_?key)$", re.IGNORECASE)
+COMMAND_LINE_PASSWORD = ("a password on the command line is visible to every user in `ps`; give the URL in "
+                         f"${URL_ENV} (read once and scrubbed), or keep the password in PGPASSWORD or ~/.pgpass")
+
+
+def secrets_in(url: str) -> list[str]:
+    """The secret values a URL carries: the userinfo password and secret query parameters."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
+        found += [v for k, v in parse_qsl(parts.query, keep_blank_values=False) if SECRET_QUERY_KEY.match(k)]
+    except ValueError:
+        return []
+    return [s for s in found if s]
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message, a log line) with every secret of ``url`` replaced by ***."""
+    for secret in sorted(secrets_in(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 
@@ -33,7 +56,7 @@ def url_problem(url: str, *, allow_password: bool = False) -> str | None:
         parts = urlsplit(url)
         if not parts.path.strip("/"):
             return f"{redact(url)!r} names no database; expected \"postgresql://USER@HOST[:PORT]/DATABASE\""
-        if parts.password and not allow_password:
+        if secrets_in(url) and not allow_password:
             return ("contains a password; keep it out of the station file (use PGPASSWORD, ~/.pgpass "
                     f"or ${URL_ENV})")
         return None
@@ -56,8 +79,13 @@ def default_url(runs_dir: Path) -> str:
 
 
 def station_url(station: Any, override: str | None = None) -> str:
-    """Explicit override, else $RIG_HISTORY_URL, else the station's [history] url, else the default."""
-    for candidate in (override, os.environ.get(URL_ENV, "").strip() or None):
+    """Explicit override, else $RIG_HISTORY_URL, else the station's [history] url, else the default.
+
+    A password in ``override`` (a command-line option, visible in `ps`) is refused; the one in the
+    environment variable is allowed (it is taken once and scrubbed, see rig.secret_env)."""
+    if override and secrets_in(override):
+        raise UsageError(f"history URL {redact(override)!r}: {COMMAND_LINE_PASSWORD}")
+    for candidate in (override, (secret_env.take(URL_ENV) or "").strip() or None):
         if candidate:
             problem = url_problem(candidate, allow_password=True)  # env/flag: a secret may hold one
             if problem:
@@ -68,12 +96,16 @@ def station_url(station: Any, override: str | None = None) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
+    """The URL without its secrets (userinfo password, secret query parameters), for messages and logs."""
     try:
         parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return "<unparseable URL>"
-    if parts.password is None:
+    if not secrets_in(url):
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    query_text = urlencode([(k, "***" if SECRET_QUERY_KEY.match(k) else v) for k, v in query], safe="*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query_text))

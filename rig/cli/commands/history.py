@@ -18,6 +18,7 @@ from rich.console import Console
 from rig.textsafe import for_markup, for_terminal
 from rich.table import Table
 
+from rig import secret_env
 from rig.analysis.trends import DEFAULT_RULE, assess, sparkline
 from rig.errors import UsageError
 from rig.fleet.history import (
@@ -41,11 +42,15 @@ verdict.
 Drift rule: {DEFAULT_RULE.describe()}; a latest value outside its limits is shown as out of limits.
 
 --import files report bundles (their results.json) into the history: runs made with `rig run`, or
-a history rebuilt from archived bundles. Importing a run twice changes nothing.
+a history rebuilt from archived bundles. Each bundle is verified first (signatures against the key
+registry; --allow-unsigned for file hashes only) and its manifest sha256 stored: one that does not
+verify is not filed, importing the same bundle twice changes nothing, and a different bundle with a
+run id already filed is refused.
 """
 EPILOG = f"""\
 exit codes:
   0  shown (or imported)
+  1  a bundle given to --import does not verify, or its run id is filed from another bundle (not filed)
   2  bad option, unreadable station file or bundle
   3  the history database cannot be opened or read
 
@@ -76,6 +81,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--db", metavar="URL", default=None, help=f"history URL (overrides ${URL_ENV} and the station file)")
     parser.add_argument("--import", dest="imports", metavar="BUNDLE", nargs="+", default=None,
                         help="file these report bundles into the history, then exit")
+    parser.add_argument("--registry", metavar="FILE", default=None,
+                        help="key registry for --import (default $RIG_KEY_REGISTRY or ./keys/registry.json)")
+    parser.add_argument("--allow-unsigned", action="store_true",
+                        help="--import also files unsigned bundles whose file hashes verify")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)
 
@@ -83,9 +92,7 @@ def register(subparsers: Any) -> None:
 def _url(args: argparse.Namespace) -> str:
     if args.db:
         return station_url(None, args.db)
-    import os
-
-    if os.environ.get(URL_ENV, "").strip():
+    if (secret_env.take(URL_ENV) or "").strip():
         return station_url(None)
     path = Path(args.station_file) if args.station_file else default_station_path()
     if not path.exists():
@@ -120,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with open_history(url) as history:
         if args.imports:
-            return _import(history, args.imports)
+            return _import(history, args.imports, _import_registry(args), args.allow_unsigned)
         runs = history.runs(filters, limit=args.limit)
         points = history.measurements(filters)
         source = history.describe()
@@ -148,14 +155,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import(history: Any, bundles: list[str]) -> int:
-    added = 0
+def _import(history: Any, bundles: list[str], registry: Any, allow_unsigned: bool) -> int:
+    """File each bundle that verifies; one that does not (or conflicts) is named with why, exit 1."""
+    added = refused = 0
     for bundle in bundles:
-        filed = history.import_bundle(Path(bundle))
+        try:
+            filed = history.import_bundle(Path(bundle), registry=registry, allow_unsigned=allow_unsigned)
+        except UsageError as exc:
+            refused += 1
+            print(for_terminal(f"NOT filed: {exc}"))
+            continue
         added += filed
         print(for_terminal(f"{'filed' if filed else 'already filed'}: {bundle}"))
-    print(f"{added} of {len(bundles)} bundle(s) filed in {history.describe()}")
-    return 0
+    print(for_terminal(f"{added} of {len(bundles)} bundle(s) filed in {history.describe()}"
+                       + (f"; {refused} refused" if refused else "")))
+    return 1 if refused else 0
+
+
+def _import_registry(args: argparse.Namespace) -> Any:
+    """The key registry that checks the bundles' signatures (None with --allow-unsigned and none given)."""
+    from reports.registry import Registry, default_registry_path
+
+    path = Path(args.registry) if args.registry else default_registry_path()
+    if args.allow_unsigned and not args.registry and not path.is_file():
+        return None
+    return Registry.load(path)
 
 
 def _print_runs(console: Console, runs: list[Any], source: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from rig.engine.runner import check_calibration_policy
 from rig.errors import RigError
-from rig.fleet.history import URL_ENV, open_history, redact, station_url
+from rig.fleet.history import URL_ENV, open_history, redact, scrub, station_url
 from rig.fleet.nightly import (
     KEY_ENV,
     PASSPHRASE_ENV,
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         history = open_history(url)
     except RigError as exc:
         # The bundles are the authoritative record; `rig history --import` can file them later.
-        history_error = f"{redact(url)}: {exc}"
+        history_error = f"{redact(url)}: {scrub(str(exc), url)}"
     try:
         result = NightlyRunner(station=station, suite=suite, out_dir=out_dir, signer=signer, history=history,
                                nightly_id=nightly_id, history_error=history_error).run()
