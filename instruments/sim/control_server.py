@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from instruments.sim.peer import same_user
 from instruments.sim.world import TRANSPORT_FAULTS, SimWorld
 
 log = logging.getLogger(__name__)
@@ -266,6 +267,10 @@ class _TcpServer(socketserver.ThreadingTCPServer):
     def owner(self) -> dict[str, Any] | None:
         with self._conns_lock:
             return None if self._owner is None else dict(self._owner[1])
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Only the bench's own user may steer it (instruments.sim.peer); others are disconnected."""
+        return same_user(self.server_address[1], client_address)
 
     def track(self, conn: socket.socket, *, add: bool) -> None:
         with self._conns_lock:

@@ -17,6 +17,7 @@ from nidaqmx._stubs import nidaqmx_pb2_grpc as pb_grpc
 
 from instruments.sim.daq_device import VirtualDaq
 from instruments.sim.daq_service import DaqService
+from instruments.sim.peer import grpc_peer_allowed
 from instruments.sim.world import SimWorld
 
 log = logging.getLogger(__name__)
@@ -25,20 +26,45 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 16
 
 
+class _SameUserOnly(grpc.ServerInterceptor):
+    """Every call is checked against the peer's uid (instruments.sim.peer) before it runs."""
+
+    def __init__(self) -> None:
+        self.port = 0  # set once the server is bound
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        fields = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        return handler._replace(**{f: self._guard(getattr(handler, f)) for f in fields if getattr(handler, f)})
+
+    def _guard(self, behaviour: Any) -> Any:
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            if not grpc_peer_allowed(self.port, context.peer()):
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, "only the simulated bench's own user may use it")
+            return behaviour(request, context)
+
+        return guarded
+
+
 class DaqServer:
     """The running server: ``stop()``, ``state()`` and the virtual ``device`` (for tests)."""
 
     def __init__(self, world: SimWorld, device: VirtualDaq, host: str = "127.0.0.1") -> None:
         self.world = world
         self.device = device
+        guard = _SameUserOnly()
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="sim-daq"),
             options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
+            interceptors=[guard],
         )
         pb_grpc.add_NiDAQmxServicer_to_server(DaqService(device), self._server)
         port = self._server.add_insecure_port(f"{host}:0")
         if port == 0:
             raise OSError(f"simulated NI device server: cannot bind a port on {host}")
+        guard.port = port
         self.address = f"{host}:{port}"
         self._server.start()
 

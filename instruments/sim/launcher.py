@@ -32,6 +32,10 @@ def read_resources(path: Path | str) -> dict[str, Any]:
     """Read a resources file written by `rig sim serve`; clear errors when missing or corrupt."""
     path = Path(path).expanduser()
     try:
+        st = os.stat(path)
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            raise BenchError(f"simulated bench resources file {path} is not yours alone (owner uid {st.st_uid}, mode "
+                             f"{st.st_mode & 0o777:04o}): another user could point this controller at their own bench")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BenchError(

@@ -16,6 +16,7 @@ import tty
 from collections.abc import Callable
 
 from instruments.sim.emulator import Emulator
+from instruments.sim.peer import same_user
 
 
 MAX_REQUEST_BYTES = 64 * 1024  # an instrument's input buffer: a longer line is discarded, not kept
@@ -151,9 +152,12 @@ class TcpPort:
     def _accept(self) -> None:
         while not self._closed.is_set():
             try:
-                conn, _ = self._server.accept()
+                conn, address = self._server.accept()
             except OSError:
                 break
+            if not same_user(self.port, address):  # only the bench's own user (instruments.sim.peer)
+                conn.close()
+                continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._conns.add(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()

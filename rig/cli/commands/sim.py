@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -40,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--station", type=Path, default=None,
                        help="station file (default: $RIG_STATION or ./rig.toml)")
     serve.add_argument("--resources-out", type=Path, default=None, metavar="FILE",
-                       help="where to write the resources JSON (default: $XDG_RUNTIME_DIR or /tmp "
-                       "/rig-sim-<station id>.json)")
+                       help="where to write the resources JSON, mode 0600 (default: $XDG_RUNTIME_DIR, else the "
+                       "private directory /tmp/rig-<uid>, /rig-sim-<station id>.json)")
     serve.set_defaults(func=serve_command)
     sim.set_defaults(func=lambda args: _usage(sim))
 
@@ -51,15 +52,47 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def private_dir() -> Path:
+    """A directory only this user can enter: $XDG_RUNTIME_DIR, else <tmp>/rig-<uid> (mode 0700).
+
+    Why: with a fixed name in a shared /tmp, another user could create the resources file (or a
+    symlink in its place) first and point our clients at their own "bench". The directory is
+    created exclusively; an existing one must be ours, a real directory, and mode 0700.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime)
+    folder = Path(tempfile.gettempdir()) / f"rig-{os.getuid()}"
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        raise UsageError(f"{folder} is not a private directory of yours (it must be a directory owned by uid "
+                         f"{os.getuid()} with mode 0700); someone may have created it first: remove it, or give "
+                         "--resources-out in a directory of your own")
+    return folder
+
+
 def default_resources_path(station_id: str) -> Path:
-    """Per-user runtime directory when there is one (private, cleaned at logout), else /tmp."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return Path(base) / f"rig-sim-{station_id}.json"
+    """In the per-user private directory (see ``private_dir``)."""
+    return private_dir() / f"rig-sim-{station_id}.json"
+
+
+def _check_resources_dir(folder: Path) -> None:
+    """Others must not be able to replace the resources file: refuse a folder they can write to
+    (unless it is sticky, as /tmp is, where they cannot remove or rename our file)."""
+    st = os.stat(folder)
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise UsageError(f"--resources-out: {folder} is writable by other users (mode "
+                         f"{stat.S_IMODE(st.st_mode):04o}); they could replace the resources file")
 
 
 def write_resources(path: Path, resources: dict[str, Any]) -> None:
-    """Write atomically (tmp + rename) so a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (tmp + rename) so a reader never sees a half-written file; mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _check_resources_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
