@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from nidaqmx.stream_writers import AnalogSingleChannelWriter, DigitalMultiChanne
 
 from instruments.daq_channels import KINK, OPTIONS, VALVES
 from instruments.daq_stream import StreamWriter
+from instruments.grpc_link import InsecureLinkError, open_channel
 from instruments.errors import (
     InstrumentDisconnected,
     InstrumentError,
@@ -142,6 +143,7 @@ class Daq:
         timeout_ms: int = 5000,
         options: dict[str, Any] | None = None,
         grpc_server: str | None = None,
+        grpc_tls: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.device = resource
@@ -162,7 +164,10 @@ class Daq:
                 "(the bench does this when it starts the sim); give \"host:port\" here",
             )
         if grpc_server:
-            self._grpc_channel = grpc.insecure_channel(grpc_server)
+            try:  # TLS from the station file; plaintext only to this host (instruments.grpc_link)
+                self._grpc_channel = open_channel(grpc_server, grpc_tls)
+            except InsecureLinkError as exc:
+                raise DaqConfigError(f"instruments.{name}: {exc}") from None
         self._out_lock = threading.RLock()
         self._listeners: list[ChunkListener] = []
         self._safety_listeners: list[ChunkListener] = []  # a failure of one fails the acquisition

@@ -49,6 +49,7 @@ def open_driver(name: str, plan: Mapping[str, Any]) -> Any:
     kwargs: dict[str, Any] = {"timeout_ms": plan["timeout_ms"], "options": dict(plan["options"])}
     if plan["kind"] == "daq":
         kwargs["grpc_server"] = plan["grpc_server"]
+        kwargs["grpc_tls"] = plan.get("grpc_tls")
     return cls(name, plan["resource"], **kwargs)
 
 
@@ -215,6 +216,8 @@ class Bench:
             self.device_locks[cfg.name] = DeviceLock(cfg.name, device)  # StationBusy if in use
         plan: dict[str, Any] = {"kind": cfg.kind, "driver": cfg.driver, "resource": resource,
                                 "grpc_server": grpc, "timeout_ms": cfg.timeout_ms, "options": dict(cfg.options)}
+        if cfg.grpc_tls and grpc == cfg.grpc_server:  # not for the simulated bench's own local server
+            plan["grpc_tls"] = dict(cfg.grpc_tls)
         try:
             driver = open_driver(cfg.name, plan)
         except InstrumentBusy as exc:

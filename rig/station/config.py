@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from instruments.drivers import DRIVERS, KINDS, PUMP_KINDS
+from instruments.grpc_link import is_local, tls_problem
 from instruments.sim.emulators import sim_options
 from rig.analysis.detection import SETTINGS as DETECTION_SETTINGS
 from rig.errors import ConfigError
@@ -163,7 +164,7 @@ _INSTRUMENT: dict[str, Key] = {
     "timeout_ms": Key("int", default=1000, low=10, high=600_000, unit="ms"),
     "options": Key("table"),
 }
-_DAQ_EXTRA: dict[str, Key] = {"grpc_server": Key("str")}
+_DAQ_EXTRA: dict[str, Key] = {"grpc_server": Key("str"), "grpc_tls": Key("table")}
 
 
 
@@ -209,7 +210,7 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
     if mode == "hardware" and clock == "virtual":
         problems.add("station.clock", "\"virtual\" needs station.mode = \"sim\" (virtual time is "
                      "owned by the simulated bench); use clock = \"real\" on hardware")
-    instruments = _instruments(top.get("instruments"), mode, problems) if "instruments" in top else {}
+    instruments = _instruments(top.get("instruments"), mode, problems, path.parent) if "instruments" in top else {}
     sections: dict[str, Any] = {}
     if "detection" in top:
         problems.table(top["detection"], "detection", DETECTION_SETTINGS)  # the detectors' own schema
@@ -247,7 +248,7 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def _instruments(
-    data: dict[str, Any], mode: str | None, problems: Problems
+    data: dict[str, Any], mode: str | None, problems: Problems, base: Path = Path(".")
 ) -> dict[str, InstrumentConfig]:
     result: dict[str, InstrumentConfig] = {}
     used: dict[tuple[str, str], str] = {}  # (server, normalised resource) -> instrument name
@@ -271,10 +272,15 @@ def _instruments(
             if problem:
                 problems.add(f"{path}.resource", problem)
                 cfg.pop("resource")
+        tls = None
         if "grpc_server" in cfg:
             problem = _grpc_problem(cfg["grpc_server"], mode)
             if problem:
                 problems.add(f"{path}.grpc_server", problem)
+            else:
+                tls = _grpc_tls(cfg["grpc_server"], cfg.get("grpc_tls"), f"{path}.grpc_tls", base, problems)
+        elif "grpc_tls" in cfg:
+            problems.add(f"{path}.grpc_tls", "is only used with grpc_server = \"host:port\"")
         options = cfg.get("options", {})
         if "driver" in cfg and "options" in cfg:
             _options(cfg["driver"], options, f"{path}.options", problems)
@@ -296,6 +302,7 @@ def _instruments(
                 timeout_ms=cfg["timeout_ms"],
                 grpc_server=cfg.get("grpc_server"),
                 options=copy.deepcopy(options),  # drivers must not edit Station.raw
+                grpc_tls=tls,
             )
     kinds = [t.get("kind") for t in data.values() if isinstance(t, dict)]
     if "balance" not in kinds:
@@ -305,6 +312,27 @@ def _instruments(
         problems.add("instruments", "no pump; a station needs at least one instrument with "
                      "kind = \"syringe_pump\" or \"peristaltic_pump\"")
     return result
+
+
+def _grpc_tls(server: str, table: Any, path: str, base: Path, problems: Problems) -> dict[str, str] | None:
+    """The TLS settings of a DAQ's gRPC link with absolute paths, or None; a remote server without
+    them is a problem (instruments.grpc_link: plaintext only to this host)."""
+    if server == SIM_RESOURCE:
+        if table is not None:
+            problems.add(path, "is not used with grpc_server = \"sim\" (the simulated bench is on this host)")
+        return None
+    if table is None:
+        if not is_local(server):
+            problems.add(path.rpartition(".")[0] + ".grpc_server",
+                         f"{show(server)} is not on this host: the link carries the interlock's pressures and the "
+                         "valve commands, so it needs TLS; add [grpc_tls] ca_file (and cert_file + key_file for "
+                         "mutual TLS), as NI's gRPC Device Server supports")
+        return None
+    problem = tls_problem(table, base)
+    if problem:
+        problems.add(path, problem)
+        return None
+    return {k: (str(_resolve(base, v)) if k.endswith("_file") else str(v)) for k, v in table.items()}
 
 
 def _driver_mismatch(driver: str, kind: str) -> str:

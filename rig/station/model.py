@@ -23,6 +23,9 @@ class InstrumentConfig:
     timeout_ms: int = 1000
     grpc_server: str | None = None  # daq only: "host:port", "sim", or None (local NI driver)
     options: dict[str, Any] = field(default_factory=dict)
+    # daq only: TLS to the NI gRPC device server (instruments.grpc_link): ca_file, cert_file,
+    # key_file (absolute paths), server_name; None = plaintext, allowed only to this host
+    grpc_tls: dict[str, str] | None = None
 
     def calibration_overdue(self, today: _dt.date | None = None) -> bool:
         return self.calibration_due < (today or _dt.date.today())
