@@ -112,6 +112,18 @@ def head(path: Path) -> tuple[int, str]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def log_id(path: Path) -> str | None:
+    """The hash of the log's first entry (None when empty): which log an anchor belongs to."""
+    with open_regular(path, what=f"audit log {path}") as handle:
+        first = handle.readline(MAX_LINE_BYTES + 1)
+    if not first:
+        return None
+    try:
+        return str(load_json_bytes(first.rstrip(b"\n"), f"first line of audit log {path}")["hash"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AuditLogError(f"audit log {path}: the first line is damaged ({exc})") from None
+
+
 def anchor_of(path: Path) -> dict[str, Any]:
     """What a signature statement records about the log now: ``{"log_id", "seq", "hash"}``.
 
@@ -120,15 +132,7 @@ def anchor_of(path: Path) -> dict[str, Any]:
     """
     path = Path(path)
     seq, hash_ = head(path)
-    log_id = None
-    if seq:
-        with open_regular(path, what=f"audit log {path}") as handle:
-            first = handle.readline(MAX_LINE_BYTES + 1)
-        try:
-            log_id = str(load_json_bytes(first.rstrip(b"\n"), f"first line of audit log {path}")["hash"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise AuditLogError(f"audit log {path}: the first line is damaged ({exc})") from None
-    return {"log_id": log_id, "seq": seq, "hash": hash_}
+    return {"log_id": log_id(path) if seq else None, "seq": seq, "hash": hash_}
 
 
 def append_event(path: Path, kind: str, **data: Any) -> dict[str, Any]:
@@ -196,6 +200,7 @@ class Expected:
     key: str
     value: str
     key_id: str | None = None  # for signatures: logged after this key's revocation is a problem
+    data_equals: dict[str, Any] = field(default_factory=dict)  # e.g. the run's outcome in run_finished
 
 
 @dataclass
@@ -277,6 +282,10 @@ def verify_log(path: Path, expect_head: str | None = None, *, anchors: list[Anch
                 hit = wanted.get((str(entry.get("kind")), key, str(data.get(key))))
                 if hit is not None and hit.value == data.get(key):
                     found[(hit.kind, hit.key, hit.value)] = number
+                    for field_name, want in hit.data_equals.items():
+                        if data.get(field_name) != want:
+                            late.append(f"entry {number} ({hit.kind} of {hit.source}) says {field_name} "
+                                        f"{data.get(field_name)!r}, the bundle says {want!r}: the log was rewritten")
                     if hit.key_id in revoked_at_seq:
                         late.append(f"{hit.source} was logged at entry {number}, after its key {hit.key_id} was "
                                     f"revoked at entry {revoked_at_seq[hit.key_id]}")

@@ -309,21 +309,56 @@ def _check_html_block(bundle: Path, check: BundleCheck) -> None:
         check.problems.append(f"{REPORT_HTML}: signatures block does not match signatures/ (edited or stale)")
 
 
-def bundle_anchors(bundle: Path, log_id: str | None) -> tuple[list[Any], list[Any], list[str]]:
-    """What a bundle says about the audit log with first-entry hash ``log_id``: (anchors, expected
-    entries, problems) for ``reports.audit.verify_log``. Only signatures anchored to this log count;
-    one anchored to another log is a problem (the wrong log was given, or this one was rewritten
-    from its first entry)."""
+def _record_anchors(bundle: Path, report_id: Any, log_id: str | None) -> tuple[list[Any], list[Any], list[str]]:
+    """The run record's audit anchor (run_started's ``audit_anchor``: the runner's run_started audit
+    entry) and, for a finished run, the run_finished entry it implies (record sha256 and outcome)."""
     from reports.audit import Anchor, Expected
 
-    anchors: list[Anchor] = []
-    expected: list[Expected] = []
+    source = f"{report_id} run record"
+    try:
+        data = read_regular(bundle / "record.jsonl", max_bytes=1 << 30, what="record.jsonl")
+    except OSError as exc:
+        return [], [], [f"{source}: unreadable: {exc}"]
+    anchors: list[Any] = []
+    expected: list[Any] = []
+    other: list[str] = []
+    finished = None
+    for raw in data.splitlines():
+        try:
+            event = load_json_bytes(raw, "record line")
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        anchor = event.get("audit_anchor") if event.get("type") == "run_started" else None
+        if _anchor_ok(anchor):
+            if anchor["log_id"] == log_id:
+                anchors.append(Anchor(source, anchor["seq"], anchor["hash"]))
+            else:
+                other.append(f"{source} is anchored to another audit log (first entry {str(anchor['log_id'])[:16]}…)")
+        elif event.get("type") == "run_finished":
+            finished = event
+    if anchors and finished is not None:
+        expected.append(Expected(source, "run_finished", "record_sha256", sha256_hex(data),
+                                 data_equals={"outcome": finished.get("outcome")}))
+    return anchors, expected, other
+
+
+def bundle_anchors(bundle: Path, log_id: str | None) -> tuple[list[Any], list[Any], list[str]]:
+    """What a bundle says about the audit log with first-entry hash ``log_id``: (anchors, expected
+    entries, problems) for ``reports.audit.verify_log``. Anchors of its run record and signatures
+    in another log are skipped (a station may keep one log for runs and one for signatures); a
+    bundle with no anchor in this log at all is a problem (the wrong log was given, or this one was
+    rewritten from its first entry)."""
+    from reports.audit import Anchor, Expected
+
     problems: list[str] = []
     files, _ = signature_files(bundle)
     try:
         report_id = load_manifest(bundle)[0].get("report_id")
     except ValueError as exc:
-        return anchors, expected, [f"{bundle}: {exc}"]
+        return [], [], [f"{bundle}: {exc}"]
+    anchors, expected, elsewhere = _record_anchors(bundle, report_id, log_id)
     for sig_file in files:
         source = f"{report_id} signature #{sig_file.sequence:02d} ({sig_file.role})"
         try:
@@ -337,11 +372,14 @@ def bundle_anchors(bundle: Path, log_id: str | None) -> tuple[list[Any], list[An
             problems.append(f"{source} carries no audit anchor (signed before anchoring): not checked")
             continue
         if anchor["log_id"] is not None and anchor["log_id"] != log_id:
-            problems.append(f"{source} is anchored to the audit log whose first entry is {anchor['log_id'][:16]}…, "
-                            f"not this one ({str(log_id)[:16]}…): the wrong log, or this log was rewritten from the start")
+            elsewhere.append(f"{source} is anchored to another audit log (first entry {anchor['log_id'][:16]}…)")
             continue
         if anchor["seq"]:
             anchors.append(Anchor(source, int(anchor["seq"]), str(anchor["hash"])))
         expected.append(Expected(source, "signature", "envelope_sha256", sha256_hex(data),
                                  key_id=str(statement.get("key_id"))))
+    if elsewhere and not anchors and not expected:
+        problems.append(f"{report_id}: nothing in this bundle is anchored to this audit log (first entry "
+                        f"{str(log_id)[:16]}…): the wrong log, or this log was rewritten from its first entry; "
+                        + "; ".join(elsewhere))
     return anchors, expected, problems

@@ -32,18 +32,22 @@ def as_nobody(code: str, imports: str = "import socket, encodings.idna", timeout
                           capture_output=True, text=True, timeout=timeout_s, cwd="/")
 
 
-def test_another_user_cannot_steer_the_bench_over_the_control_channel(sim_server) -> None:
-    host, _, port = sim_server.resources()["control"].rpartition(":")
-    before = sim_server.world.model.pump.displacement_factor
-    attack = as_nobody(f"""
-        import socket
+def nobody_sends(host: str, port: str | int, payload: bytes) -> subprocess.CompletedProcess[str]:
+    """As user nobody: connect, send ``payload``, print what comes back (b'' = disconnected)."""
+    return as_nobody(f"""
         s = socket.create_connection(("{host}", {port}), timeout=10)
-        s.sendall(b'{{"cmd": "pump", "displacement_factor": 1.3}}\\n')
+        s.sendall({payload!r})
         try:
             print("REPLY", s.recv(4096))
         except OSError as exc:
             print("ERROR", exc)
     """)
+
+
+def test_another_user_cannot_steer_the_bench_over_the_control_channel(sim_server) -> None:
+    host, _, port = sim_server.resources()["control"].rpartition(":")
+    before = sim_server.world.model.pump.displacement_factor
+    attack = nobody_sends(host, port, b'{"cmd": "pump", "displacement_factor": 1.3}\n')
     assert attack.returncode == 0, attack.stderr
     assert "REPLY b''" in attack.stdout or "ERROR" in attack.stdout  # disconnected, no answer
     assert sim_server.world.model.pump.displacement_factor == before == 1.0
@@ -58,15 +62,7 @@ def test_another_user_cannot_steer_the_bench_over_the_control_channel(sim_server
 
 def test_another_user_is_refused_by_the_dmm_but_a_manual_client_of_ours_works(sim_server) -> None:
     _, host, port, _ = sim_server.resources()["instruments"]["dmm"].split("::")
-    attack = as_nobody(f"""
-        import socket
-        s = socket.create_connection(("{host}", {port}), timeout=10)
-        s.sendall(b"*IDN?\\n")
-        try:
-            print("REPLY", s.recv(4096))
-        except OSError as exc:
-            print("ERROR", exc)
-    """)
+    attack = nobody_sends(host, port, b"*IDN?\n")
     assert "Keysight" not in attack.stdout and ("REPLY b''" in attack.stdout or "ERROR" in attack.stdout)
     import socket
 

@@ -253,3 +253,38 @@ def test_every_signature_anchors_the_head_at_signing(history: dict) -> None:
     assert anchor["log_id"] == entries[0]["hash"]
     assert entries[anchor["seq"] - 1]["hash"] == anchor["hash"]
     assert entries[anchor["seq"]]["kind"] == "signature"  # its own entry comes right after the anchor
+
+
+def test_run_record_anchors_the_log_and_its_run_finished_entry_is_checked(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A real run (runner on an in-memory bench): its record anchors the run_started entry; a log
+    rewritten to say FAIL for a PASS run, or cut below the anchor, no longer matches the bundle."""
+    from tests.test_runner_logic import MemoryBench, measure_param, procedure_with, run, start_pump
+    from rig.engine.procedure import Step
+
+    proc = procedure_with(Step("start", start_pump), Step("measure", measure_param), tmp_path=tmp_path)
+    log = tmp_path / "runs" / "audit.jsonl"
+    for i in range(3):  # the station's log already holds earlier events
+        audit.append_event(log, "report_built", report_id=f"RPT-old-{i}")
+    result, record = run(proc, tmp_path, MemoryBench())
+    assert result.outcome == "PASS"
+    anchor = record.started["audit_anchor"]
+    entries = [json.loads(line) for line in log.read_bytes().splitlines()]
+    assert entries[anchor["seq"] - 1]["kind"] == "run_started" and entries[anchor["seq"] - 1]["hash"] == anchor["hash"]
+    bundle = build_bundle(result.run_dir, audit_log=log)
+    assert main(["audit", "verify", str(log), "--bundle", str(bundle)]) == 0
+    original = log.read_bytes()
+
+    def to_fail(items: list) -> list:
+        for item in items:
+            if item["kind"] == "run_finished":
+                item["data"]["outcome"] = "FAIL"
+        return items
+
+    rewrite(log, to_fail)
+    capsys.readouterr()
+    assert main(["audit", "verify", str(log), "--bundle", str(bundle)]) == 1
+    assert "rewritten" in capsys.readouterr().out
+    log.write_bytes(b"".join(original.splitlines(keepends=True)[:anchor["seq"] - 1]))  # cut below the anchor
+    assert main(["audit", "verify", str(log), "--bundle", str(bundle)]) == 1
+    assert "truncated" in capsys.readouterr().out

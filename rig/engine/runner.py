@@ -194,6 +194,17 @@ class Runner:
     def _run_started(self, log: RunLog) -> None:
         snapshot = self.bench.snapshot()
         procedure = self.procedure
+        # The audit entry first, so the record can anchor it (reports.audit): `rig audit verify
+        # --bundle` then finds a log cut or rewritten below this entry, and checks the run_finished
+        # entry against the record. The audit log must not stop a run; the record says so.
+        anchor, audit_problem = None, None
+        try:
+            started = self._audit("run_started", procedure=f"{procedure.id} {procedure.version}",
+                                  station=(snapshot.get("station") or {}).get("id"), operator=self.operator.name,
+                                  record=str(log.path))
+            anchor = {"log_id": audit.log_id(self._audit_path()), "seq": started["seq"], "hash": started["hash"]}
+        except Exception as exc:  # noqa: BLE001 - see above
+            audit_problem = f"audit log not written: {describe_error(exc)}"
         log.append(
             "run_started",
             run_id=self.run_id,
@@ -213,13 +224,10 @@ class Runner:
             parameters=self.params.for_record(procedure),
             item_under_test=self.item_under_test,
             clock={"virtual": bool(self.bench.clock.virtual), "t0_proc_s": log.t0_proc_s},
+            audit_anchor=anchor,
         )
-        try:
-            self._audit("run_started", procedure=f"{procedure.id} {procedure.version}",
-                        station=(snapshot.get("station") or {}).get("id"), operator=self.operator.name,
-                        record=str(log.path))
-        except Exception as exc:  # noqa: BLE001 - the audit log must not stop a run; the record says so
-            log.event("warning", f"audit log not written: {describe_error(exc)}")
+        if audit_problem:
+            log.event("warning", audit_problem)
         for answer in self.pre_answers:
             log.append("operator_entry", **answer.event_fields())
         for name, inst in snapshot.get("instruments", {}).items():
@@ -316,11 +324,13 @@ class Runner:
         _try(lambda: self.display.finish(outcome[0], outcome[1]))
         return confirmed, outcome
 
-    def _audit(self, kind: str, **data: Any) -> None:
+    def _audit_path(self) -> Path:
+        return audit.resolve_log_path(self.audit_log, near=self.run_dir.parent)
+
+    def _audit(self, kind: str, **data: Any) -> dict[str, Any]:
         """One entry in the hash-chained audit log; run_finished anchors the record's final sha256,
         so a later edit of the record shows against the chain."""
-        audit.append_event(audit.resolve_log_path(self.audit_log, near=self.run_dir.parent), kind,
-                           run_id=self.run_id, **data)
+        return audit.append_event(self._audit_path(), kind, run_id=self.run_id, **data)
 
 
 def _try(action: Callable[[], Any]) -> None:
