@@ -54,7 +54,7 @@ def main() -> int:
         _rig("report", "sign", str(bundle), "--role", role, "--key", str(key_files[0]),
              "--registry", str(registry), env=env)
     _rig("report", "verify", str(bundle), "--registry", str(registry), env=env)
-    _rig("audit", "verify", str(out / "audit.jsonl"), env=env)
+    _rig("audit", "verify", str(out / "audit.jsonl"), "--bundle", str(bundle), env=env)  # anchors of the bundle
     print(f"\nSigned, verified report bundle: {bundle.resolve()}")
     print(f"Open {bundle.resolve() / 'report.html'} in a browser (works offline).")
     return 0
