@@ -39,6 +39,9 @@ DRIVERS: dict[str, DriverInfo] = {
     "ne1000": DriverInfo("syringe_pump", "instruments.ne1000:NE1000", "New Era NE-1000 syringe pump", {
         "address": Key("int", default=0, low=0, high=99),
         "syringe_diameter_mm": Key("number", low=0.1, high=80.0, unit="mm"),  # DIA accepts 0.1..80 mm
+        # Safe-mode comms watchdog (SAF): the pump stops itself this long after the controller last
+        # spoke; 0 = Basic mode, no watchdog. See instruments/ne1000.py and docs/protocols.md.
+        "comms_watchdog_s": Key("int", default=10, low=0, high=255, unit="s"),
     }),
     "reglo_icc": DriverInfo("peristaltic_pump", "instruments.reglo_icc:RegloICC", "Ismatec Reglo ICC peristaltic pump", {
         "address": Key("int", default=1, low=1, high=8),

@@ -120,8 +120,12 @@ class VisaInstrument:
 
     # -- raw exchange -------------------------------------------------------------------------
 
+    def _frame_request(self, cmd: str) -> bytes:
+        """The bytes on the wire for ``cmd``. Override for binary framing (NE-1000 Safe mode)."""
+        return cmd.encode(self.encoding) + self.write_termination
+
     def _exchange(self, cmd: str, *, expect_reply: bool = True) -> str:
-        raw = cmd.encode(self.encoding) + self.write_termination
+        raw = self._frame_request(cmd)
         try:
             self._res.write_raw(raw)
             if not expect_reply:

@@ -48,6 +48,10 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     ("procedures", "rig.engine.runner", "procedures see the engine only through rig.engine.context"),
     ("procedures", "rig.engine.step_context", "procedures see the engine only through rig.engine.context"),
     ("procedures", "rig.station.bench", "procedures never assemble a bench"),
+    # Emulators are written from the manuals, not from our drivers: a misreading shared by both
+    # would pass every end-to-end test (each side is pinned to the manuals' bytes instead).
+    *[("instruments.sim", f"instruments.{driver}", "an emulator never imports a driver module")
+      for driver in ("ne1000", "reglo_icc", "mt_sics", "scpi_dmm", "daq")],
 ]
 
 
@@ -190,8 +194,10 @@ def test_layers_only_import_downwards() -> None:
 
 def test_the_layer_check_catches_a_forbidden_edge() -> None:
     bad = {"reports.bundle": {"rig.engine.runner"}, "rig.engine.runner": {"rig.cli.main"},
-           "procedures.leak": {"instruments.sim.model"}}
+           "procedures.leak": {"instruments.sim.model"},
+           "instruments.sim.ne1000_emulator": {"instruments.ne1000"}}
     found = "\n".join(violations(bad))
+    assert "instruments.sim.ne1000_emulator -> instruments.ne1000: an emulator never imports a driver" in found
     assert "reports.bundle -> rig.engine.runner" in found
     assert "rig.engine.runner -> rig.cli.main" in found
     assert "procedures.leak -> instruments.sim.model: only the bench assembly" in found

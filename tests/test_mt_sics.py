@@ -372,3 +372,63 @@ def test_e2e_transport_faults(
     with pytest.raises(error, match=words) as info:
         balance.read_mass_g()
     assert (info.value.instrument, info.value.command) == ("balance", "S")
+
+
+# -- level 0 and 1 in full (the bytes of the MT-SICS reference manual's command pages) ----------
+
+
+def test_emulator_lists_every_level_0_and_1_command_with_i0_and_i1(world: SimWorld) -> None:
+    emu = MTSicsEmulator("balance", world)
+    lines = emu.handle(b"I0").decode().split("\r\n")[:-1]
+    assert lines[0] == 'I0 B 0 "@"' and lines[-1] == 'I0 A 1 "TI"'
+    assert [line.split('"')[1] for line in lines] == [
+        "@", "I0", "I1", "I2", "I3", "I4", "S", "SI", "SIR", "Z", "ZI", "D", "DW", "K", "SR", "T", "TA", "TAC", "TI"]
+    assert all(line.startswith("I0 B ") for line in lines[:-1])
+    assert emu.handle(b"I1") == b'I1 A "01" "2.20" "2.20" "" ""\r\n'
+
+
+def test_emulator_zero_and_tare_immediately_and_tare_value(world: SimWorld) -> None:
+    emu = MTSicsEmulator("balance", world)
+    assert emu.handle(b"ZI") == b"ZI +\r\n"  # 50 g vessel: outside the zero-setting range
+    assert emu.handle(b"TI") == b"TI S    50.0000 g\r\n"
+    assert emu.handle(b"TA") == b"TA A    50.0000 g\r\n"
+    assert emu.handle(b"TAC") == b"TAC A\r\n" and emu.handle(b"TA") == b"TA A     0.0000 g\r\n"
+    assert emu.handle(b"TA 12.5 g") == b"TA A    12.5000 g\r\n"
+    assert emu.handle(b"S") == b"S S    37.5000 g\r\n"
+    assert emu.handle(b"TA 300 g") == b"TA L\r\n" and emu.handle(b"TA x") == b"TA L\r\n"
+    set_model(world, vessel_g=50.5)
+    assert emu.handle(b"TI").startswith(b"TI D ")  # tares the moving value, says it was dynamic
+    set_model(world, vessel_g=0.5)
+    world.advance(30.0)
+    assert emu.handle(b"ZI") == b"ZI S\r\n" and emu.handle(b"SI") == b"S S     0.0000 g\r\n"
+    set_model(world, vessel_g=300.0)
+    world.advance(30.0)
+    assert emu.handle(b"TI") == b"TI +\r\n" and emu.handle(b"ZI") == b"ZI +\r\n"
+
+
+def test_emulator_display_and_keys(world: SimWorld) -> None:
+    emu = MTSicsEmulator("balance", world)
+    assert emu.handle(b'D "RIG RUNNING"') == b"D A\r\n" and emu.state()["display_text"] == "RIG RUNNING"
+    assert emu.handle(b'D "' + b"X" * 21 + b'"') == b"D L\r\n"
+    assert emu.handle(b"D") == b"EL\r\n"
+    assert emu.handle(b"DW") == b"DW A\r\n" and emu.state()["display_text"] is None
+    assert emu.handle(b"K 3") == b"K A\r\n" and emu.state()["keys_mode"] == 3
+    assert emu.handle(b"K 9") == b"K L\r\n"
+    assert emu.handle(b"@").startswith(b"I4 A ") and emu.state()["keys_mode"] == 1
+
+
+def test_emulator_repeat_commands_send_until_stopped(world: SimWorld) -> None:
+    emu = MTSicsEmulator("balance", world)
+    assert emu.handle(b"SIR") == b"S S    50.0000 g\r\n"
+    assert emu.poll() == b"S S    50.0000 g\r\n" and emu.state()["repeating"] == "SIR"
+    assert emu.handle(b"SI") == b"S S    50.0000 g\r\n" and emu.poll() is None  # SI ends it
+    assert emu.handle(b"SR 1 g") == b"S S    50.0000 g\r\n"
+    assert emu.poll() is None  # no change yet
+    set_model(world, vessel_g=52.0)
+    world.advance(1.5)  # the reading has moved > 1 g and is still settling
+    assert emu.poll().startswith(b"S D ")  # moved by more than 1 g: the dynamic value, once
+    assert emu.poll() is None
+    world.advance(30.0)
+    assert emu.poll() == b"S S    52.0000 g\r\n"  # then the next stable value
+    assert emu.handle(b"SR 0 g") == b"SR L\r\n"
+    assert emu.handle(b"@").startswith(b"I4") and emu.poll() is None

@@ -32,6 +32,8 @@ CONFIGURE = [(b"0DIA14.43\r", ok()), (b"0DIRINF\r", ok()), (b"0VOL0\r", ok())]
 
 
 def scripted(script: list[tuple[bytes, bytes | None]], **options: Any) -> tuple[NE1000, ScriptedResource]:
+    """A Basic-mode pump (no comms watchdog) unless the test asks for one: Safe mode has its own tests."""
+    options.setdefault("comms_watchdog_s", 0)
     res = ScriptedResource(script)
     return NE1000("pump", res, options=options), res
 
@@ -292,7 +294,7 @@ def test_emulator_counts_commanded_not_real_displacement(emulator: NE1000Emulato
 def bench(world: SimWorld) -> Iterator[tuple[NE1000, NE1000Emulator, PtyPort]]:
     emulator = NE1000Emulator("pump", world, options={"address": 0})
     port = PtyPort(emulator).start()
-    pump = NE1000("pump", port.resource, timeout_ms=300, options={"syringe_diameter_mm": 14.43})
+    pump = NE1000("pump", port.resource, timeout_ms=300, options={"syringe_diameter_mm": 14.43, "comms_watchdog_s": 0})
     try:
         yield pump, emulator, port
     finally:
@@ -372,3 +374,48 @@ def test_third_party_pyserial_client_gets_the_same_bytes(bench: Any) -> None:
         assert client.read_until(b"\x03") == b"\x0200S\x03"
         client.write(b"0RAT\r")
         assert client.read_until(b"\x03") == b"\x0200S0.500MH\x03"
+
+
+# -- the rest of the command set (manual 10.4), as a client written to the manual sends it -------
+
+
+@pytest.mark.parametrize(
+    ("command", "query", "value", "bad", "code"),
+    [
+        (b"PHN", b"3PHN", b"05", b"3PHN42", "OOR"),
+        (b"FUN", b"3FUN", b"PS10", b"3FUNXYZ", ""),
+        (b"TRG", b"3TRG", b"LE", b"3TRGQQ", ""),
+        (b"LOC", b"3LOC", b"1", b"3LOC2", "OOR"),
+        (b"ALR", b"3ALR", b"1", b"3ALRx", ""),
+        (b"PF", b"3PF", b"1", b"3PF7", "OOR"),
+        (b"DIN", b"3DIN", b"1", b"3DIN9", "OOR"),
+        (b"ROM", b"3ROM", b"1", b"3ROM5", "OOR"),
+        (b"BP", b"3BP", b"1", b"3BP3", "OOR"),
+        (b"BUZ", b"3BUZ", b"13", b"3BUZ2", ""),
+        (b"OUT", b"3OUT", b"1", b"3OUT2", ""),
+        (b"SAF", b"3SAF", b"0", b"3SAF256", "OOR"),
+    ],
+)
+def test_emulator_settings_commands_set_query_and_refuse(
+    emulator: NE1000Emulator, command: bytes, query: bytes, value: bytes, bad: bytes, code: str
+) -> None:
+    if command != b"SAF":
+        assert emulator.handle(b"3" + command + value) == b"\x0203S\x03"
+    assert emulator.handle(query) == b"\x0203S" + value + b"\x03"
+    assert emulator.handle(bad) == b"\x0203S?" + code.encode() + b"\x03"
+
+
+def test_emulator_purge_run_at_phase_input_address_and_reset(emulator: NE1000Emulator, world: SimWorld) -> None:
+    assert emulator.handle(b"3PUR") == b"\x0203X\x03"  # purging: full speed
+    assert emulator.handle(b"3PHN2") == b"\x0203X?NA\x03"  # program data only while stopped
+    assert emulator.handle(b"3STP") == b"\x0203S\x03"  # a purge stops outright (no pause)
+    emulator.handle(b"3RAT1.0MH")
+    assert emulator.handle(b"3RUN2") == b"\x0203I\x03" and emulator.handle(b"3PHN") == b"\x0203I02\x03"
+    assert emulator.handle(b"3DIRSTK") == b"\x0203I?NA\x03"
+    emulator.handle(b"3STP")
+    emulator.handle(b"3STP")
+    assert emulator.handle(b"3IN") == b"\x0203S1\x03"
+    assert emulator.handle(b"3ADR7") == b"\x0207S\x03"  # answered with the new address (assumed)
+    assert emulator.handle(b"3VER") is None and emulator.handle(b"7ADR") == b"\x0207S07\x03"
+    emulator.handle(b"7LOC1")
+    assert emulator.handle(b"7*RESET") == b"\x0207S\x03" and emulator.handle(b"7LOC") == b"\x0207S0\x03"

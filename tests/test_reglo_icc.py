@@ -271,3 +271,56 @@ def test_third_party_pyserial_client(bench: Any) -> None:
         assert client.read_until(b"\r\n") == b"REGLO ICC 310 408\r\n"
         client.write(b"1M\r")
         assert client.read(1) == b"*"
+
+
+# -- communications management, modes and channel addressing (manual 14-036 rev. D, Ref 1-3) -----
+
+
+def test_emulator_serves_a_client_that_switches_to_channel_addressing(world: SimWorld) -> None:
+    pump = RegloICCEmulator("pump", world, options={"address": 1, "channels": 4})
+    assert pump.handle(b"@2") == b"*"  # set the address ...
+    assert pump.handle(b"1~") is None and pump.handle(b"2~") == b"0\r\n"  # ... legacy mode
+    assert pump.handle(b"2xE0") == b"*" and pump.handle(b"2xE") == b"0\r\n"  # events off
+    assert pump.handle(b"2x!") == b"8\r\n"
+    assert pump.handle(b"2~1") == b"*" and pump.state()["channel_addressing"] is True
+    assert pump.handle(b"0~") == b"1\r\n"  # pump-wide: the address field is ignored
+    assert pump.handle(b"0H") == b"#" and pump.handle(b"5H") == b"#"  # no channel 0 or 5
+    assert pump.handle(b"3f1000-1") == b"1000E-1\r\n" and pump.handle(b"3H") == b"*"
+    assert pump.handle(b"3E") == b"+" and pump.handle(b"1E") == b"-"  # channel 3 is not the rig's line
+    assert pump.state()["running"] is False
+    assert pump.handle(b"1f1000-2") == b"1000E-2\r\n" and pump.handle(b"1H") == b"*"
+    assert pump.state()["running"] is True and pump.handle(b"3xI") == b"*" and pump.handle(b"3E") == b"-"
+    assert pump.handle(b"0~0") == b"*" and pump.handle(b"2E") == b"+"  # legacy again: pump address 2
+
+
+def test_emulator_modes_and_flow_source(world: SimWorld) -> None:
+    pump = RegloICCEmulator("pump", world)
+    assert pump.handle(b"1xM") == b"M\r\n"
+    for letter in "LOGQNPM":
+        assert pump.handle(b"1" + letter.encode()) == b"*" and pump.handle(b"1xM") == letter.encode() + b"\r\n"
+    assert pump.handle(b"1M5") == b"#"
+    assert pump.handle(b"1xf") == b"1\r\n" and pump.handle(b"1xf0") == b"*" and pump.handle(b"1xf") == b"0\r\n"
+    assert pump.handle(b"1xf7") == b"#"
+
+
+def test_emulator_cannot_run_cause_and_legacy_controls(world: SimWorld) -> None:
+    pump = RegloICCEmulator("pump", world, options={"tubing_inner_diameter_mm": 0.25})
+    assert pump.handle(b"1H") == b"-"  # flow 0: cannot run ...
+    assert pump.handle(b"1xe") == b"R 2454E-1\r\n"  # ... R: rate, and the maximum flow in mL/min
+    assert [pump.handle(c) for c in (b"1-", b"1A", b"1B")] == [b"*", b"*", b"*"]
+
+
+def test_emulator_settings_of_the_legacy_list(world: SimWorld) -> None:
+    pump = RegloICCEmulator("pump", world, options={"tubing_inner_diameter_mm": 0.25})
+    assert pump.handle(b"1%") == b"0\r\n" and pump.handle(b"1%0010") == b"*" and pump.handle(b"1%") == b"10\r\n"
+    assert pump.handle(b"1%10") == b"#"
+    assert pump.handle(b"1T0105") == b"*" and pump.handle(b"1T") == b"105\r\n"
+    assert pump.handle(b"1TM005") == b"*" and pump.handle(b"1T") == b"3000\r\n"  # 5 min in 0.1 s
+    assert pump.handle(b"1TH001") == b"*" and pump.handle(b"1T") == b"36000\r\n"
+    assert pump.handle(b"1TH1") == b"#"
+    assert pump.handle(b'1"0003') == b"*" and pump.handle(b'1"') == b"3\r\n"
+    assert pump.handle(b"1*") == b"*" and pump.handle(b"10") == b"*" and pump.handle(b"1%") == b"0\r\n"
+    assert pump.handle(b"1C") == b"-"  # foot switch open
+    assert pump.handle(b"1S005000") == b"*" and pump.handle(b"1S") == b"005000\r\n"  # 50.00 rpm
+    assert pump.handle(b"1f") == b"1227E-1\r\n"  # 50 rpm x 2.454 µL/rev = 0.1227 mL/min
+    assert pump.handle(b"1S020000") == b"#"  # 200 rpm: above the head's 100 rpm

@@ -280,3 +280,18 @@ def test_e2e_transport_faults(
     with pytest.raises(error, match=words) as info:
         dmm.read_voltage_v()
     assert (info.value.instrument, info.value.command) == ("dmm", "MEAS:VOLT:DC?")
+
+
+def test_emulator_ieee_488_2_status_commands(world: SimWorld) -> None:
+    """The mandatory IEEE 488.2 common commands, with the status bits the standard defines."""
+    dmm = ScpiDmmEmulator("dmm", world)
+    assert dmm.handle(b"*TST?") == b"+0\n" and dmm.handle(b"*ESR?") == b"+0\n"
+    assert dmm.handle(b"*ESE 32") is None and dmm.handle(b"*ESE?") == b"+32\n"
+    assert dmm.handle(b"*SRE 32") is None and dmm.handle(b"*SRE?") == b"+32\n"
+    assert dmm.handle(b"BOGUS") is None  # -113: a command error, silent on the wire
+    assert dmm.handle(b"*STB?") == b"+100\n"  # error queue (4) + enabled event (32) + service request (64)
+    assert dmm.handle(b"*ESR?") == b"+32\n" and dmm.handle(b"*ESR?") == b"+0\n"  # read clears it
+    assert dmm.handle(b"*OPC") is None and dmm.handle(b"*WAI") is None and dmm.handle(b"*ESR?") == b"+1\n"
+    assert dmm.handle(b"*ESE 300") is None and dmm.handle(b"SYST:ERR?") == b'-113,"Undefined header"\n'
+    assert dmm.handle(b"SYST:ERR?") == b'-222,"Data out of range"\n'
+    assert dmm.handle(b"*CLS") is None and dmm.handle(b"*STB?") == b"+0\n"

@@ -21,6 +21,9 @@ class Emulator(ABC):
     # Options only the emulator reads (what the emulated unit reports, how its head is built), in
     # the same station-file table as its driver's options; the station loader checks them too.
     SIM_OPTIONS: ClassVar[Schema] = {}
+    # Drop a partly received request after this long without a byte (None: never), as instruments
+    # with binary packets do (NE-1000 Safe mode: 0.5 s).
+    interbyte_timeout_s: ClassVar[float | None] = None
 
     def __init__(
         self,
@@ -36,6 +39,25 @@ class Emulator(ABC):
         self.options = dict(options or {})  # the station file's options table for this instrument
         # SIM_OPTIONS with their defaults (ValueError naming the option if one is out of range)
         self.sim_options = check_options(self.options, self.SIM_OPTIONS, f"instruments.{name}.options")
+
+    def next_request(self, buffer: bytes) -> tuple[bytes | None, bytes]:
+        """Split one request off the received bytes: (request without framing, rest), or
+        (None, buffer) while it is incomplete. Default: text lines ending in the terminator."""
+        term = self.request_terminator
+        if term not in buffer:
+            return None, buffer
+        request, rest = buffer.split(term, 1)
+        return request, rest
+
+    def packet_framed(self) -> bool:
+        """True while requests are binary packets framed by ``next_request`` (not terminated
+        lines, which the transport frames itself within a bounded input buffer)."""
+        return False
+
+    def poll(self) -> bytes | None:
+        """Called by the transport several times a second: bytes the instrument sends unasked
+        (e.g. an alarm), or None. Most instruments only ever answer."""
+        return None
 
     @abstractmethod
     def handle(self, request: bytes) -> bytes | None:

@@ -38,6 +38,7 @@ NO_ERROR = '+0,"No error"'
 ERRORS = {
     -102: "Syntax error",
     -108: "Parameter not allowed",
+    -109: "Missing parameter",
     -113: "Undefined header",
     -222: "Data out of range",
     -224: "Illegal parameter value",
@@ -108,12 +109,25 @@ class ScpiDmmEmulator(Emulator):
         self.last_reading_v: float | None = None
         self.errors: list[int] = []
         self.aborts = 0
+        # IEEE 488.2 status: event status register, its enable mask, service request enable mask
+        self.esr = 0
+        self.ese = 0
+        self.sre = 0
         self._lock = threading.Lock()  # one TCP thread per client connection
         self._commands: list[tuple[str, Callable[[str], str | None]]] = [
             ("*IDN?", self._no_params(lambda: self.idn)),
             ("*RST", self._no_params(self._reset)),
-            ("*CLS", self._no_params(self.errors.clear)),
+            ("*CLS", self._no_params(self._clear_status)),
             ("*OPC?", self._no_params(lambda: "1")),
+            ("*OPC", self._no_params(self._operation_complete)),
+            ("*WAI", self._no_params(lambda: None)),  # nothing runs in the background to wait for
+            ("*TST?", self._no_params(lambda: "+0")),  # self-test passed
+            ("*ESR?", self._no_params(self._read_esr)),
+            ("*ESE?", self._no_params(lambda: f"+{self.ese}")),
+            ("*ESE", lambda params: self._set_mask("ese", params)),
+            ("*SRE?", self._no_params(lambda: f"+{self.sre}")),
+            ("*SRE", lambda params: self._set_mask("sre", params)),
+            ("*STB?", self._no_params(self._status_byte)),
             ("ABORt", self._no_params(self._abort)),
             ("SYSTem:ERRor[:NEXT]?", self._no_params(self._next_error)),
             ("MEASure:VOLTage[:DC]?", self._measure),
@@ -157,6 +171,8 @@ class ScpiDmmEmulator(Emulator):
             self._queue(-363)
 
     def _queue(self, code: int) -> None:
+        # IEEE 488.2 event status bits: 5 command error (-1xx), 4 execution error (-2xx), 3 device error
+        self.esr |= 0x20 if -199 <= code <= -100 else 0x10 if -299 <= code <= -200 else 0x08
         if len(self.errors) >= ERROR_QUEUE_DEPTH:
             self.errors[-1] = -350
         else:
@@ -173,6 +189,33 @@ class ScpiDmmEmulator(Emulator):
         return handler
 
     # -- commands -----------------------------------------------------------------------------
+
+    def _clear_status(self) -> None:
+        self.errors.clear()
+        self.esr = 0
+
+    def _operation_complete(self) -> None:
+        self.esr |= 0x01  # OPC: every pending operation is complete (none run in the background)
+
+    def _read_esr(self) -> str:
+        value, self.esr = self.esr, 0  # reading clears it
+        return f"+{value}"
+
+    def _set_mask(self, which: str, params: str) -> None:
+        try:
+            value = int(float(params))
+        except ValueError:
+            raise _ScpiError(-224 if params else -109) from None
+        if not 0 <= value <= 255:
+            raise _ScpiError(-222)
+        setattr(self, which, value)
+
+    def _status_byte(self) -> str:
+        """Bit 2 error queue not empty, bit 5 an enabled event (ESR & ESE), bit 6 a service request."""
+        stb = (0x04 if self.errors else 0) | (0x20 if self.esr & self.ese else 0)
+        if stb & self.sre:
+            stb |= 0x40
+        return f"+{stb}"
 
     def _reset(self) -> None:
         self.range_v = None

@@ -12,6 +12,7 @@ import os
 import select
 import socket
 import threading
+import time
 import tty
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from instruments.sim.peer import same_user
 
 
 MAX_REQUEST_BYTES = 64 * 1024  # an instrument's input buffer: a longer line is discarded, not kept
+POLL_S = 0.1  # how often a transport lets its instrument act unasked (watchdogs, alarms, repeats)
 
 
 class _RequestLoop:
@@ -35,6 +37,32 @@ class _RequestLoop:
         self._buffer = bytearray()
         self._searched = 0  # bytes of _buffer known not to hold a terminator (minus its length - 1)
         self._discarding = False
+        self._last_byte = time.monotonic()
+        self.last_idle = time.monotonic()
+
+    def idle(self, send: Callable[[bytes], None]) -> None:
+        """Between reads: drop a stale partial request, send what the instrument sends unasked."""
+        self.last_idle = time.monotonic()
+        self._drop_stale(self.last_idle)
+        if self.emulator.world.fault_of(self.emulator.name) in ("silent", "drop"):
+            return
+        unasked = self.emulator.poll()
+        if unasked:
+            send(unasked)
+
+    def _drop_stale(self, now: float) -> None:
+        """An instrument with an inter-byte timeout discards a request that stalled half-way."""
+        timeout = self.emulator.interbyte_timeout_s
+        if self._buffer and timeout is not None and now - self._last_byte > timeout:
+            self._buffer.clear()
+            self._searched = 0
+
+    def _next_packet(self) -> bytes | None:
+        """A request framed by the emulator itself (binary packets, e.g. NE-1000 Safe mode)."""
+        request, rest = self.emulator.next_request(bytes(self._buffer))
+        self._buffer = bytearray(rest)
+        self._searched = 0
+        return request
 
     def _overrun(self) -> None:
         hook = getattr(self.emulator, "input_overrun", None)
@@ -67,10 +95,13 @@ class _RequestLoop:
 
     def feed(self, data: bytes, send: Callable[[bytes], None]) -> bool:
         """Process incoming bytes; return False when the connection must be dropped."""
+        now = time.monotonic()
+        self._drop_stale(now)
+        self._last_byte = now
         self._buffer += data
         term = self.emulator.request_terminator
         while True:
-            request = self._next_request(term)
+            request = self._next_packet() if self.emulator.packet_framed() else self._next_request(term)
             if request is None:
                 return True
             fault = self.emulator.world.fault_of(self.emulator.name)
@@ -108,15 +139,16 @@ class PtyPort:
     def _run(self) -> None:
         loop = _RequestLoop(self.emulator)
         while not self._closed.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.1)
-            if not ready:
-                continue
+            ready, _, _ = select.select([self._master], [], [], POLL_S)
             try:
-                data = os.read(self._master, 4096)
+                if ready:
+                    data = os.read(self._master, 4096)
+                    if not loop.feed(data, self._send):
+                        self.close()
+                        break
+                if not ready or time.monotonic() - loop.last_idle >= POLL_S:  # a busy line still gets it
+                    loop.idle(self._send)
             except OSError:
-                break
-            if not loop.feed(data, self._send):
-                self.close()
                 break
 
     def close(self) -> None:
@@ -168,12 +200,13 @@ class TcpPort:
             while not self._closed.is_set():
                 if self.emulator.world.fault_of(self.emulator.name) == "drop":
                     break
-                ready, _, _ = select.select([conn], [], [], 0.1)
-                if not ready:
-                    continue
-                data = conn.recv(4096)
-                if not data or not loop.feed(data, conn.sendall):
-                    break
+                ready, _, _ = select.select([conn], [], [], POLL_S)
+                if ready:
+                    data = conn.recv(4096)
+                    if not data or not loop.feed(data, conn.sendall):
+                        break
+                if not ready or time.monotonic() - loop.last_idle >= POLL_S:  # a busy line still gets it
+                    loop.idle(conn.sendall)
         except OSError:
             pass
         finally:

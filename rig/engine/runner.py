@@ -148,6 +148,7 @@ class Runner:
                 self.display.start(self._run_info(log))
                 self._run_started(log)
                 self.guard.watch(log)
+                self.guard.watch_pump_watchdog(log, self.abort)
                 acquisition.arm_interlock()
                 acquisition.start()
                 services = RunServices(self.params.values, self.state, self.bench, self.abort, self.display,
@@ -285,6 +286,7 @@ class Runner:
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"stopping DAQ acquisition failed: {describe_error(exc)}")
         confirmed, readback, failure = self.guard.reach()
+        _try(self.guard.unwatch_pump_watchdog)
         if acquisition is not None:
             try:
                 acquisition.disarm_interlock()

@@ -1,5 +1,5 @@
-"""The safe-state guard of a run: the kill -9 supervisor while the run goes, the bench's safe
-state (read back) when it ends.
+"""The safe-state guard of a run: the kill -9 supervisor while the run goes, the pump's own
+communications watchdog as the last line, the bench's safe state (read back) when it ends.
 
 Why its own object: "every exit path ends in the safe state" is the rig's first promise; the two
 halves of keeping it — the supervisor process for the exits no ``finally`` sees, and the read-back
@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from rig.engine.outcomes import ERROR
 from rig.engine.run_log import RunLog
+from rig.engine.signals import AbortFlag
 from rig.engine.supervisor import Supervisor
 from rig.errors import RigError
 from rig.station.bench import describe_error
@@ -30,6 +32,8 @@ class SafeStateGuard:
         self._bench = bench
         self._run_id = run_id
         self._supervisor: Supervisor | None = None
+        self._alarm_pump: Any = None
+        self._alarm_listener: Any = None
 
     def watch(self, log: RunLog) -> None:
         """Start the process that makes the bench safe if this one is killed (rig.engine.supervisor).
@@ -49,6 +53,40 @@ class SafeStateGuard:
         except Exception as exc:  # noqa: BLE001 - any reason is one: no supervisor, no run
             raise SafeStateGuardError(f"the safe-state supervisor did not start ({describe_error(exc)}): no run "
                                       "without it (if this process were killed, nothing would stop the pump)") from exc
+
+    def watch_pump_watchdog(self, log: RunLog, abort: AbortFlag) -> None:
+        """A pump with a communications watchdog (NE-1000 Safe mode) stops itself when this
+        controller goes silent (frozen, or its machine dead with the supervisor). If that happened
+        the run cannot be trusted: it ends ERROR, the stop is recorded, and the safe state is read
+        back as on every exit path."""
+        try:
+            pump = self._bench.pump
+        except Exception:  # noqa: BLE001 - no pump, nothing to watch
+            return
+        add = getattr(pump, "add_alarm_listener", None)
+        if add is None:
+            return
+
+        def on_alarm(alarm: str, detail: str) -> None:  # any thread, e.g. the pump's keep-alive
+            if alarm != "timeout":
+                return  # stalls and the like reach the procedure through its own pump calls
+            reason = ("the pump's communications watchdog stopped the pump: the controller sent it nothing "
+                      f"for longer than its timeout ({detail})")
+            if abort.request(ERROR, reason):
+                try:
+                    log.event("pump_watchdog", reason)
+                except Exception:  # noqa: BLE001 - the abort request above is what matters
+                    pass
+
+        add(on_alarm)
+        self._alarm_pump, self._alarm_listener = pump, on_alarm
+
+    def unwatch_pump_watchdog(self) -> None:
+        pump, listener = self._alarm_pump, self._alarm_listener
+        self._alarm_pump = self._alarm_listener = None
+        remove = getattr(pump, "remove_alarm_listener", None)
+        if remove is not None:
+            remove(listener)
 
     def reach(self) -> tuple[bool, dict[str, Any], str | None]:
         """Command the bench's safe state: (confirmed, read-back per instrument, failure). Never raises."""

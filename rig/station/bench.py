@@ -286,7 +286,12 @@ class Bench:
         safe-state order: the same drivers on the SAME resolved resources, as plain JSON data."""
         kinds = {name: plan["kind"] for name, plan in self.plans.items()
                  if name in self.instruments and plan["kind"] in SAFETY_KINDS}
-        return {name: self.plans[name] for name in safe_state_order(kinds)}
+        plans = {}
+        for name in safe_state_order(kinds):
+            # A driver may say how a second process should reopen it (the NE-1000: expect Safe mode).
+            reopen = getattr(self.instruments[name], "reopen_options", None)
+            plans[name] = self.plans[name] if reopen is None else {**self.plans[name], "options": reopen()}
+        return plans
 
     # -- record -------------------------------------------------------------------------------
 

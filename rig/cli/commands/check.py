@@ -18,7 +18,7 @@ from rig.textsafe import for_markup
 from rich.table import Table
 from rich.text import Text
 
-from rig.station.bench import Bench
+from rig.station.bench import PUMP_KINDS, Bench, describe_error
 from rig.station.config import STATION_ENV, default_station_path, load_station
 from rig.station.lock import StationLock, warn_takeover
 
@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         warn_takeover(lock, audit_log_near=station.runs_dir)
         with Bench.open(station, only_check=True, lock=lock) as bench:
             snap = bench.snapshot(today)
+            watchdogs = {name: _watchdog_line(name, driver) for name, driver in bench.instruments.items()
+                         if station.instruments[name].kind in PUMP_KINDS}
     console = _console()
     console.print(
         f"Station [bold]{for_markup(station.id)}[/bold] — {for_markup(station.name)} ({for_markup(str(station.path))})\n"
@@ -107,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
                  ident.get("serial") or entry["serial"], ident.get("firmware", "—"))
         table.add_row(*(Text(str(c)) for c in cells), due, status)  # Text: no markup parsing
     console.print(table)
+    for line in watchdogs.values():
+        console.print(Text(line))
     for warning in warnings:
         console.print(Text(warning, style="bold yellow"))
     total = len(snap["instruments"])
@@ -118,6 +122,27 @@ def run(args: argparse.Namespace) -> int:
         return 3
     console.print(Text(f"OK: all {total} instruments answered.", style="bold green"))
     return 0
+
+
+def _watchdog_line(name: str, driver: Any) -> str:
+    """The pump's own communications watchdog: what the station asks for and what the pump says.
+
+    Why shown: it is the last line of defence when the controller machine dies with its
+    supervisor; a technician should see at a glance whether this bench has it."""
+    state_of = getattr(driver, "watchdog_state", None)
+    if state_of is None:
+        return (f"{name}: comms watchdog: none on this pump (it has no communications timeout); "
+                "the safe-state supervisor is the last line of defence")
+    try:
+        state = state_of()
+    except Exception as exc:  # noqa: BLE001 - shown, not fatal: the identity row already passed
+        return f"{name}: comms watchdog: could not read it: {describe_error(exc)}"
+    now = (f"pump now in {state['mode'].capitalize()} mode, SAF {state['pump_timeout_s']} s"
+           + (", armed" if state["armed"] else ""))
+    if state["configured_s"] == 0:
+        return f"{name}: comms watchdog: OFF (options.comms_watchdog_s = 0; {now})"
+    return (f"{name}: comms watchdog: {state['configured_s']} s, Safe mode switched on before each run's "
+            f"first start; with no packet for {state['configured_s']} s the pump stops itself ({now})")
 
 
 def _status(entry: dict[str, Any]) -> tuple[Text, str | None]:
