@@ -41,8 +41,12 @@ def machine_description() -> str:
         mem = f"{mem_kb / 1024 / 1024:.1f} GiB"
     except (OSError, ValueError, IndexError):
         mem = "unknown"
+    try:
+        load = "load average {:.1f} / {:.1f} / {:.1f} (1/5/15 min) at the start".format(*os.getloadavg())
+    except OSError:
+        load = "load average unknown"
     return (f"{cpu}, {os.cpu_count()} cores, {mem} RAM, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
+            f"Python {platform.python_version()}; {load}")
 
 
 def discover(directory: Path = HERE) -> list[str]:

@@ -347,6 +347,50 @@ def test_plain_display_prints_timestamped_progress_and_outcome(tmp_path: Path) -
         assert line[:4].isdigit() and line[19] == "Z"  # 2025-01-01T12:00:00Z ...
 
 
+class ListeningDaq:
+    """A DAQ stand-in that only keeps its listeners (no acquisition): what a run leaves attached."""
+
+    def __init__(self) -> None:
+        self.chunk_listeners: list[Any] = []
+        self.failure_listeners: list[Any] = []
+
+    def add_chunk_listener(self, listener: Any, *, safety: bool = False) -> None:
+        self.chunk_listeners.append(listener)
+
+    def add_failure_listener(self, listener: Any) -> None:
+        self.failure_listeners.append(listener)
+
+    def listeners(self) -> tuple[list[Any], list[Any]]:
+        return list(self.chunk_listeners), list(self.failure_listeners)
+
+    def remove_listener(self, listener: Any) -> None:
+        for listeners in (self.chunk_listeners, self.failure_listeners):
+            while listener in listeners:
+                listeners.remove(listener)
+
+
+@pytest.mark.parametrize("ending", ["pass", "error"])
+def test_the_interlock_and_the_steps_listeners_leave_the_daq_with_the_run(tmp_path: Path, ending: str) -> None:
+    """The DAQ outlives the run (a nightly runs every procedure on one bench): a finished run's
+    interlock and line monitors must not act on, or write into the record of, the next run."""
+    bench = MemoryBench()
+    bench.daq = daq = ListeningDaq()
+    seen: dict[str, int] = {}
+
+    def attach(ctx: Any) -> None:
+        seen["during"] = len(daq.chunk_listeners)  # the interlock's
+        ctx.daq.add_chunk_listener(lambda chunk: None)  # a procedure's line monitor
+        seen["after_attach"] = len(daq.chunk_listeners)
+        if ending == "error":
+            raise RuntimeError("procedure bug")
+        ctx.measure("error_pct", 0.0)
+
+    result, _record = run(procedure_with(Step("attach", attach), tmp_path=tmp_path), tmp_path, bench)
+    assert result.outcome == ("PASS" if ending == "pass" else "ERROR")
+    assert seen == {"during": 1, "after_attach": 2}
+    assert daq.chunk_listeners == [] and daq.failure_listeners == []
+
+
 class SupervisedBench(MemoryBench):
     """A bench that can be supervised (it says how to reopen its instruments from another process)."""
 
@@ -388,5 +432,3 @@ def test_a_started_supervisor_is_released_at_the_end(tmp_path: Path, monkeypatch
     assert released == [True]
     warnings = [e["detail"] for e in record.of_type("event") if e["kind"] == "warning"]
     assert any("had exited with code 9 during the run" in w and "unattended" in w for w in warnings), warnings
-
-

@@ -8,6 +8,7 @@ driver runs the same code against the simulated bench and against hardware.
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from concurrent import futures
 from typing import Any
@@ -24,6 +25,38 @@ log = logging.getLogger(__name__)
 
 # Blocking reads occupy a worker each; outputs, attribute getters and several clients need the rest.
 MAX_WORKERS = 16
+PEER_CACHE_S = 2.0
+
+
+class _SameUserOnly(grpc.ServerInterceptor):
+    """Every call is checked against the peer's uid (instruments.sim.peer) before it runs."""
+
+    def __init__(self) -> None:
+        self.port = 0  # set once the server is bound
+        # Peers already checked, with when: the acquisition reader calls many times a second on one
+        # connection, and reading the kernel's socket table each time would slow it below real time.
+        # A short lifetime bounds how long a closed connection's port could be reused unseen.
+        self._allowed: dict[str, float] = {}
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        fields = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        return handler._replace(**{f: self._guard(getattr(handler, f)) for f in fields if getattr(handler, f)})
+
+    def _guard(self, behaviour: Any) -> Any:
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            peer, now = context.peer(), time.monotonic()
+            if now - self._allowed.get(peer, -PEER_CACHE_S) >= PEER_CACHE_S:
+                if not grpc_peer_allowed(self.port, peer):
+                    context.abort(grpc.StatusCode.PERMISSION_DENIED, "only the simulated bench's own user may use it")
+                if len(self._allowed) > 1024:
+                    self._allowed.clear()
+                self._allowed[peer] = now
+            return behaviour(request, context)
+
+        return guarded
 
 
 class _SameUserOnly(grpc.ServerInterceptor):
