@@ -12,7 +12,7 @@ ITEM_SERIAL = Entry("item_serial", "Serial number of the pump under test",
                     pattern=r"[A-Za-z0-9][A-Za-z0-9._/-]{0,39}", example="NE1000-SIM-0001")
 SETUP_LINE = Instruction("setup", "Prime the line, connect the catheter through the fault valves and "
                                   "place its outlet in the weighing vessel on the balance; close the "
-                                  "draft shield.")
+                                  "draft shield.", image="setup_line.svg")
 
 
 __all__ = ["ITEM_SERIAL", "SETUP_LINE"]

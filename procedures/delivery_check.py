@@ -165,7 +165,7 @@ PROCEDURE = Procedure(
     ),
     steps=(
         Instruction("setup", "Prime the line and place the catheter outlet in the weighing vessel on "
-                             "the balance; close the draft shield."),
+                             "the balance; close the draft shield.", image="setup_line.svg"),
         Step("tare_balance", tare_balance, timeout_s=120.0, duration_s=10.0),
         Step("start_pump", start_pump, timeout_s=60.0),
         Step("deliver", deliver, timeout_s=lambda p: p["duration_min"] * 60.0 + 120.0,

@@ -32,8 +32,9 @@ LAYERS: dict[str, int] = {
     "rig.engine": 5,
     "procedures": 6,
     "rig.fleet": 7,
-    "rig.cli": 8,
-    "rig.__main__": 8,
+    "rig.service": 8,  # the bench service (rig serve): job queue, API, event stream, operator panel
+    "rig.cli": 9,
+    "rig.__main__": 9,
 }
 # Who may import the simulated bench at all (besides itself).
 SIM_IMPORTERS = ("rig.station.bench", "rig.cli.commands.sim")
@@ -48,6 +49,7 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     ("procedures", "rig.engine.runner", "procedures see the engine only through rig.engine.context"),
     ("procedures", "rig.engine.step_context", "procedures see the engine only through rig.engine.context"),
     ("procedures", "rig.station.bench", "procedures never assemble a bench"),
+    ("rig.service", "rig.cli", "the service never imports the command line"),
     # Emulators are written from the manuals, not from our drivers: a misreading shared by both
     # would pass every end-to-end test (each side is pinned to the manuals' bytes instead).
     *[("instruments.sim", f"instruments.{driver}", "an emulator never imports a driver module")

@@ -214,6 +214,10 @@ class Display:
     def message(self, text: str) -> None:
         self._line(text)
 
+    def raw_row(self, name: str, columns: list[str], values: tuple[Any, ...]) -> None:
+        """A row written to raw/<name>.csv (balance readings, flow windows); terminals show the
+        live values instead, the panel plots the balance from these."""
+
     def finish(self, outcome: str, reason: str) -> None:
         with self._lock:
             self.state.outcome, self.state.reason = outcome, reason

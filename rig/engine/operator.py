@@ -38,6 +38,9 @@ class OperatorStep:
 
     id: str
     prompt: str
+    # A picture for the panel's dialog (a file under procedures/images/, e.g. "setup_line.svg"):
+    # a terminal shows the prompt only, the recorded evidence is the answer either way.
+    image: str = ""
 
     kind = "operator"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,11 @@ from rig.record import RecordWriter, utc_now
 class RawCsv:
     """A raw data file under raw/, one row per call, flushed per row (fsynced at step ends)."""
 
-    def __init__(self, path: Path, columns: list[str]) -> None:
+    def __init__(self, path: Path, columns: list[str],
+                 on_row: Callable[[str, list[str], tuple[Any, ...]], None] | None = None) -> None:
         self.path = path
         self.columns = list(columns)
+        self._on_row = on_row  # the display sees every raw row (the panel plots balance readings)
         self._file = open(path, "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
         self._writer.writerow(self.columns)
@@ -34,6 +37,8 @@ class RawCsv:
             raise ValueError(f"{self.path.name}: {len(values)} values for columns {self.columns}")
         self._writer.writerow([f"{v:.9g}" if isinstance(v, float) else v for v in values])
         self._file.flush()
+        if self._on_row is not None:
+            self._on_row(self.path.stem, self.columns, values)
 
     def sync(self) -> None:
         if not self._file.closed:
@@ -92,8 +97,14 @@ class RunLog:
     def raw(self, name: str, columns: list[str]) -> RawCsv:
         """raw/<name>.csv, created on first use (the same file for later calls)."""
         if name not in self._raw:
-            self._raw[name] = RawCsv(self.raw_dir / f"{name}.csv", columns)
+            self._raw[name] = RawCsv(self.raw_dir / f"{name}.csv", columns, on_row=self._show_row)
         return self._raw[name]
+
+    def _show_row(self, name: str, columns: list[str], values: tuple[Any, ...]) -> None:
+        try:
+            self._display.raw_row(name, columns, values)
+        except Exception:  # noqa: BLE001 - how a row is shown never decides the run
+            pass
 
     def checkpoint(self) -> None:
         """fsync the raw files and the record (step boundaries)."""

@@ -22,6 +22,7 @@ ERROR, ABORTED, INCOMPLETE, not-run entry, or a bundle/signature/history problem
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -268,7 +269,8 @@ class NightlyRunner:
 
     def __init__(self, *, station: Station, suite: Suite, out_dir: Path, signer: StationSigner | None,
                  history: Any | None, nightly_id: str | None = None, stream: TextIO | None = None,
-                 before_entry: BeforeEntry | None = None, history_error: str | None = None) -> None:
+                 before_entry: BeforeEntry | None = None, history_error: str | None = None,
+                 held_lock: StationLock | None = None) -> None:
         self.station = station
         self.suite = suite
         self.out_dir = Path(out_dir)
@@ -282,6 +284,9 @@ class NightlyRunner:
         self._bench: Bench | None = None
         self.lock: StationLock | None = None  # held while run() runs
         self._daq_listeners: list[int] = []  # listeners on the DAQ after each run (should stay 0)
+        # The station lock when the caller already holds it for longer (the bench service holds
+        # it for its whole life); otherwise run() takes it.
+        self.held_lock = held_lock
         self._software = dict(software_identity())
         self.audit_log = self.out_dir / "audit.jsonl"
 
@@ -308,9 +313,9 @@ class NightlyRunner:
         has it: nothing is started), then run every entry."""
         writable_directory(self.out_dir, "nightly output directory")
         (self.out_dir / "runs").mkdir(parents=True, exist_ok=True)
-        with StationLock.acquire(self.station, owner=f"rig nightly {self.suite.name}",
-                                 run_id=self.nightly_id) as lock, \
-                open(self.out_dir / "nightly.log", "a", encoding="utf-8") as log_file:
+        holding = (contextlib.nullcontext(self.held_lock) if self.held_lock is not None else
+                   StationLock.acquire(self.station, owner=f"rig nightly {self.suite.name}", run_id=self.nightly_id))
+        with holding as lock, open(self.out_dir / "nightly.log", "a", encoding="utf-8") as log_file:
             self.lock = lock
             # stdout may be a pipe whose reader goes away or a terminal that hangs up: the log
             # file must get every line all the same (SafeStream drops, never raises).

@@ -114,6 +114,7 @@ _TOP: dict[str, Key] = {
     "instruments": Key("table", required=True),
     "detection": Key("table"),
     "history": Key("table"),
+    "service": Key("table"),
 }
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*")
@@ -153,6 +154,15 @@ def _history_url_problem(url: str) -> str | None:
 # [history]: where runs and measurements are filed (rig.fleet.history); default sqlite:///<runs_dir>/history.sqlite3
 _HISTORY: dict[str, Key] = {
     "url": Key("str", check=_history_url_problem),
+}
+
+# [service]: `rig serve` (the bench service and operator panel); paths relative to this file.
+_SERVICE: dict[str, Key] = {
+    "port": Key("int", default=8714, low=1, high=65535),
+    "accounts": Key("str", check=lambda v: None if v.strip() else "is empty; give the accounts file "
+                    "written by `rig users add`, or remove the key"),
+    "tls_certificate": Key("str", check=lambda v: None if v.strip() else "is empty"),
+    "tls_key": Key("str", check=lambda v: None if v.strip() else "is empty"),
 }
 
 _INSTRUMENT: dict[str, Key] = {
@@ -216,12 +226,18 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
         problems.table(top["detection"], "detection", DETECTION_SETTINGS)  # the detectors' own schema
         sections["detection"] = top["detection"]
     history = problems.table(top["history"], "history", _HISTORY) if "history" in top else {}
+    service = problems.table(top["service"], "service", _SERVICE) if "service" in top else {}
+    if ("tls_certificate" in service) != ("tls_key" in service):
+        problems.add("service.tls_key" if "tls_certificate" in service else "service.tls_certificate",
+                     "TLS needs both service.tls_certificate and service.tls_key (PEM files)")
     if problems.items:
         raise ConfigError(problems.items, source=str(path))
 
     base = path.parent
     if "url" in history:
         sections["history"] = {"url": resolve_url(history["url"], base)}  # relative = next to this file
+    if service:
+        sections["service"] = {k: (_resolve(base, v) if k != "port" else v) for k, v in service.items()}
     attach = sim.get("attach")
     return Station(
         path=path,

@@ -79,10 +79,19 @@ def register(subparsers: Any) -> None:
                         help="run without a station key; bundles are not signed (the summary says so)")
     parser.add_argument("--history", metavar="URL", default=None,
                         help=f"history database URL (default: ${URL_ENV}, else the station's [history] url)")
+    parser.add_argument("--via", metavar="URL", default=None,
+                        help="submit the suite to a bench service (`rig serve`) at URL and follow its log "
+                             "here; the service's station key signs ($RIG_STATION_KEY on the service)")
+    parser.add_argument("--user", metavar="NAME", default=None,
+                        help="with --via: account on the service (password from $RIG_PANEL_PASSWORD)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.via:
+        from rig.service.client import nightly_via
+
+        return nightly_via(args)
     station = load_station(args.station or default_station_path())
     suite = load_suite(args.suite or default_suite_path())
     check_calibration_policy(station)

@@ -89,6 +89,12 @@ def register(subparsers: Any) -> None:
                         help="plain timestamped lines even on a terminal")
     parser.add_argument("--no-report", action="store_true",
                         help="do not build the report bundle after the run")
+    parser.add_argument("--via", metavar="URL", default=None,
+                        help="submit the run to a bench service (`rig serve`) at URL and show it "
+                             "live here; the service's station runs it (--station/--out are its own)")
+    parser.add_argument("--user", metavar="NAME", default=None,
+                        help="with --via: account on the service (password from $RIG_PANEL_PASSWORD "
+                             "or a prompt); not needed for a service on 127.0.0.1 without accounts")
     parser.set_defaults(func=run)
 
 
@@ -163,6 +169,10 @@ def preflight(args: argparse.Namespace, procedure: Procedure, station: Any,
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.via:
+        from rig.service.client import run_via
+
+        return run_via(args, make_display)
     procedure = procedures.load(args.procedure)
     spec = procedure.load_spec()
     station = load_station(args.station or default_station_path())

@@ -1,0 +1,121 @@
+"""What a run shows on the panel: the engine's ``Display`` calls and the DAQ's chunks as events.
+
+Why a Display: the runner already reports everything the panel needs (steps, time, live values,
+measurements as they are judged, events, the outcome) through the same interface the terminal
+panel uses, so a run from the panel and `rig run` are reported identically. The DAQ chunks (the
+plotted pressure and flow) come from a chunk listener the job adds to the open bench; balance
+readings from the raw rows the procedures write.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from rig.engine.display import Display, RunInfo
+from rig.service.hub import EventHub
+
+TICK_EVERY_S = 0.2  # wall time between progress events (virtual time calls tick() far more often)
+# Which DAQ channel feeds which plotted series (the station's channel names).
+PLOTTED = {"pressure_upstream": "p_up_kpa", "pressure_downstream": "p_down_kpa", "flow_sensor": "flow_ul_min"}
+MARKER_KINDS = ("fault", "alarm", "pump_alarm", "detector", "interlock", "abort")
+
+
+class PanelDisplay(Display):
+    """Publishes every display call as an event of ``job`` on the hub (from any thread)."""
+
+    def __init__(self, hub: EventHub, job: str) -> None:
+        super().__init__()
+        self.hub = hub
+        self.job = job
+        self._last_tick = 0.0
+        self._acq_offset_s = 0.0  # procedure time of DAQ sample 0
+
+    def _pub(self, event: dict[str, Any]) -> None:
+        self.hub.publish(event, self.job)
+
+    def start(self, info: RunInfo) -> None:
+        super().start(info)
+        self._pub({"type": "run_start", "run_id": info.run_id, "procedure": info.procedure,
+                   "title": info.title, "station": info.station, "operator": info.operator,
+                   "steps": [{"name": n, "expected_s": e} for n, e in info.steps],
+                   "virtual": info.virtual, "record": info.record_path})
+
+    def step_started(self, index: int, name: str, t_proc_s: float) -> None:
+        super().step_started(index, name, t_proc_s)
+        self._pub({"type": "step", "index": index, "name": name, "status": "started", "t_proc_s": t_proc_s})
+
+    def step_finished(self, index: int, name: str, status: str) -> None:
+        super().step_finished(index, name, status)
+        self._pub({"type": "step", "index": index, "name": name, "status": status,
+                   "t_proc_s": self.state.t_proc_s})
+
+    def tick(self, t_proc_s: float, t_wall_s: float, step_fraction: float | None = None) -> None:
+        super().tick(t_proc_s, t_wall_s, step_fraction)
+        now = time.monotonic()
+        if now - self._last_tick < TICK_EVERY_S:
+            return
+        self._last_tick = now
+        self._pub(self.progress_event())
+
+    def progress_event(self) -> dict[str, Any]:
+        with self._lock:
+            s = self.state
+            return {"type": "tick", "t_proc_s": s.t_proc_s, "t_wall_s": s.t_wall_s,
+                    "progress": self.progress(), "remaining_proc_s": self.remaining_proc_s(),
+                    "remaining_wall_s": self.remaining_wall_s(), "step": s.step_name,
+                    "live": {k: {"value": v.value, "unit": v.unit, "low": v.low, "high": v.high,
+                                 "in_limits": v.in_limits} for k, v in s.live.items()}}
+
+    def measurement(self, event: dict[str, Any]) -> None:
+        super().measurement(event)
+        self._pub({"type": "measurement", **{k: event.get(k) for k in (
+            "name", "value", "unit", "low", "high", "outcome", "uncertainty", "step", "t_proc_s",
+            "requirement")}})
+
+    def event(self, kind: str, detail: str) -> None:
+        super().event(kind, detail)
+        self._pub({"type": "event", "kind": kind, "detail": detail, "t_proc_s": self.state.t_proc_s,
+                   "marker": kind in MARKER_KINDS})
+
+    def message(self, text: str) -> None:
+        self._pub({"type": "message", "text": text})
+
+    def raw_row(self, name: str, columns: list[str], values: tuple[Any, ...]) -> None:
+        if "mass_g" in columns and "t_s" in columns:
+            row = dict(zip(columns, values))
+            try:
+                self._pub({"type": "balance", "t": float(row["t_s"]), "mass_g": float(row["mass_g"])})
+            except (TypeError, ValueError):
+                pass
+
+    def finish(self, outcome: str, reason: str) -> None:
+        super().finish(outcome, reason)
+        self._pub(self.progress_event())
+        self._pub({"type": "outcome", "outcome": outcome, "reason": reason})
+
+    # -- the DAQ ---------------------------------------------------------------------------------
+
+    def attach_daq(self, daq: Any) -> None:
+        """Plot every chunk: one point per series per chunk (its mean; a 1 s chunk at 20 Hz), with
+        the service's wall time of arrival so the panel's latency can be measured end to end."""
+        if daq is None or not hasattr(daq, "add_chunk_listener"):
+            return
+        self._acq_offset_s = self.state.t_proc_s
+        daq.add_chunk_listener(self.on_chunk)
+
+    def on_chunk(self, chunk: Any) -> None:
+        series: dict[str, float] = {}
+        for channel, key in PLOTTED.items():
+            if channel in chunk.channels:
+                series[key] = round(float(np.mean(chunk.column(channel))), 4)
+        if not series:
+            return
+        mid = chunk.first_index + (chunk.n - 1) / 2
+        self._pub({"type": "points", "t": round(chunk.t_s(mid), 3), **series,
+                   "at_ms": round(time.time() * 1000, 1)})
+
+
+__all__ = ["MARKER_KINDS", "PLOTTED", "PanelDisplay"]
