@@ -2,12 +2,13 @@
 #   make demo   create .venv, install, start the simulated bench, run a procedure, sign and verify a report
 #   make test   the full test suite
 #   make test-stress  the suite 3 times under two CPU hogs (docs/testing.md)
+#   make serve  the bench service and operator panel on the station in ./rig.toml (open the printed URL)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-stress coverage bench bench-full clean
+.PHONY: demo test test-stress coverage serve bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +18,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m rig.cli.demo
+
+serve: $(STAMP)
+	$(BIN)/rig serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

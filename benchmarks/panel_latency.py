@@ -66,7 +66,7 @@ def background(station_path: Path) -> Any:
     from rig.service.state import Service
     from rig.station.config import load_station
 
-    return BackgroundService(Service(load_station(station_path), Accounts(None)))
+    return BackgroundService(Service(load_station(station_path), Accounts(None)), lock_dir=station_path.parent)
 
 
 def submit(url: str, fields: dict[str, str]) -> dict[str, Any]:

@@ -38,7 +38,9 @@ class PanelServer(BackgroundService):
     def __init__(self, station_path: Path, *, accounts: Accounts | None = None, host: str = "127.0.0.1",
                  registry: Path | None = None) -> None:
         self.station = load_station(station_path)
-        super().__init__(Service(self.station, accounts or Accounts(None), host=host, registry_path=registry))
+        # A lock directory of its own: module-scoped servers start before the per-test $RIG_LOCK_DIR.
+        super().__init__(Service(self.station, accounts or Accounts(None), host=host, registry_path=registry),
+                         lock_dir=Path(station_path).parent / "locks")
 
     def client(self, user: str | None = None, password: str | None = None) -> "PanelClient":
         return PanelClient(self.url, user, password)

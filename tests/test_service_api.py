@@ -230,3 +230,48 @@ def test_nightly_via_url_runs_the_suite_on_the_service(panel: PanelServer, tmp_p
     out = captured.out
     assert "nightly" in out and "delivery_check" in out, captured.err
     assert code == 0, out
+
+
+def test_stopping_the_service_aborts_the_running_procedure_to_its_safe_state(tmp_path: Path, station_writer) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.panel_fixtures import PanelClient
+
+    station = station_writer(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "rig", "serve", "--station", str(station), "--port", str(port),
+                             "--no-check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 240  # a loaded 2-core machine starts Python slowly
+        while True:
+            try:
+                client = PanelClient(url)
+                if client.csrf:
+                    break
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "rig serve did not come up"
+            time.sleep(0.2)
+        job = client.submit("delivery_check", duration_min="600", **SERIAL, answers={"setup": "done"})
+        for event in client.events(job["id"]):
+            if event["type"] == "points":
+                break
+        client.http.close()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    record = read_record(tmp_path / "runs" / job["run_id"])
+    assert record.outcome == "ABORTED" and "shutting down" in record.reason
+    assert record.of_type("safe_state")[-1]["confirmed"] is True

@@ -171,3 +171,67 @@ def test_a_network_bind_without_accounts_is_refused(tmp_path: Path, station_writ
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "reachable from the network" in done.stderr and "Traceback" not in done.stderr
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "panel.crt", directory / "panel.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_from_the_station_file_and_secure_cookies(tmp_path: Path, station_writer) -> None:
+    import socket
+    import ssl
+    import time
+
+    cert, key = _self_signed(tmp_path)
+    make_accounts(tmp_path / "accounts.json")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    station = station_writer(tmp_path, set={"service.tls_certificate": str(cert), "service.tls_key": str(key),
+                                            "service.accounts": str(tmp_path / "accounts.json"),
+                                            "service.port": port})
+    proc = subprocess.Popen([sys.executable, "-m", "rig", "serve", "--station", str(station), "--no-check"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"https://127.0.0.1:{port}"
+        deadline = time.monotonic() + 240  # a loaded 2-core machine starts Python slowly
+        while True:
+            try:
+                r = httpx.post(f"{url}/api/login", json={"user": "olivia", "password": PASSWORDS["olivia"]},
+                               headers={"Origin": url}, verify=ssl.create_default_context(cafile=str(cert)))
+                break
+            except httpx.ConnectError:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "rig serve did not come up"
+                time.sleep(0.2)
+        assert r.status_code == 200
+        cookie = r.headers["set-cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie
+        with pytest.raises(httpx.HTTPError):  # no plain HTTP on the TLS port
+            httpx.get(f"http://127.0.0.1:{port}/api/openapi.json", timeout=5).raise_for_status()
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    assert f"panel at https://127.0.0.1:{port}/" in out
+    assert "Traceback" not in err

@@ -178,6 +178,10 @@ def routes(service: Service) -> list[Route]:
         except ValueError:
             after = 0
         sub, replay = service.hub.subscribe(job, after)
+        if job is not None and after == 0 and not replay and jobs.get(job).state in ("finished", "cancelled"):
+            # an old job whose stream was let go: say at once that it is done
+            replay = [(0, job, json.dumps({"type": "job_done", "summary": jobs.get(job).summary(), "seq": 0,
+                                           "job": job}, default=str))]
 
         async def stream() -> Any:
             last = after

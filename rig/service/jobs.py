@@ -35,6 +35,7 @@ from rig.station.lock import StationLock
 from rig.station.model import Station
 
 QUEUED, RUNNING, FINISHED, CANCELLED = "queued", "running", "finished", "cancelled"
+KEEP_STREAMS = 20  # finished jobs whose event streams stay replayable (their records stay on disk)
 
 
 class FormRejected(UsageError):
@@ -187,6 +188,7 @@ class JobQueue:
         job.abort.request(ABORTED, reason)
         if job.state == CANCELLED:
             self.hub.publish({"type": "job", "state": job.state, "summary": job.summary()})
+            self.hub.publish({"type": "job_done", "summary": job.summary()}, job.id)
         else:
             self.hub.publish({"type": "event", "kind": "abort", "detail": reason, "marker": True,
                               "t_proc_s": job.display.state.t_proc_s if job.display else None}, job.id)
@@ -256,6 +258,9 @@ class JobQueue:
                     self._current = None
                 self.hub.publish({"type": "job", "state": job.state, "summary": job.summary()})
                 self.hub.publish({"type": "job_done", "summary": job.summary()}, job.id)
+                ended = [j for j in self.jobs.values() if j.state in (FINISHED, CANCELLED)]
+                for old in ended[:-KEEP_STREAMS]:
+                    self.hub.forget(old.id)
 
     def _run_job(self, job: Job) -> None:
         prepared = job.prepared

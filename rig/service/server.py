@@ -8,10 +8,13 @@ jobs, abort the running one (its safe state is reached and recorded), then exit.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,8 @@ def serve(service: Service, *, tls_cert: Path | None = None, tls_key: Path | Non
     """Blocks until SIGINT/SIGTERM; returns the exit code."""
     import uvicorn
 
+    _Server = _uvicorn_server()
+
     url = f"{'https' if service.tls else 'http'}://{_shown_host(service.host)}:{service.port}/"
     with StationLock.acquire(service.station, owner=f"rig serve {url}") as lock:
         warn_takeover(lock, audit_log_near=service.station.runs_dir)
@@ -38,17 +43,29 @@ def serve(service: Service, *, tls_cert: Path | None = None, tls_key: Path | Non
                                 ssl_certfile=str(tls_cert) if tls_cert else None,
                                 ssl_keyfile=str(tls_key) if tls_key else None,
                                 timeout_graceful_shutdown=2, access_log=False)
-        server = uvicorn.Server(config)
+        server = _Server(config)
         print(f"rig serve: station {service.station.id} ({service.station.mode}, {service.station.clock} time) "
               f"panel at {url}" + ("" if service.auth_required else " (loopback, no accounts: you are "
                                                                      "signed in as your login name)"), flush=True)
         service.audit("service_started", url=url, auth_required=service.auth_required, tls=service.tls)
+
+        def stop(signum: int, _frame: Any) -> None:
+            if server.should_exit:
+                print("rig serve: still putting the bench in its safe state; this is not skipped",
+                      file=sys.stderr, flush=True)
+            server.should_exit = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.run()
         finally:
             print("rig serve: stopping; a running procedure is aborted to its safe state", file=sys.stderr, flush=True)
-            service.jobs.stop()
-            service.audit("service_stopped", url=url)
+            try:
+                service.jobs.stop()
+                service.audit("service_stopped", url=url)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
     return 0
 
 
@@ -57,8 +74,9 @@ class BackgroundService:
     runs the job worker and uvicorn exactly as ``serve`` does, minus signals and the command line.
     For the tests and benchmarks that drive it over real HTTP."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, lock_dir: Path | None = None) -> None:
         self.service = service
+        self.lock_dir = lock_dir
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -71,7 +89,7 @@ class BackgroundService:
     def __enter__(self) -> "BackgroundService":
         import uvicorn
 
-        self.lock_dir = default_lock_dir()  # pinned: the lock is this one for the service's life
+        self.lock_dir = self.lock_dir or default_lock_dir()  # pinned for the service's life
         self.service.hold(self._stack.enter_context(
             StationLock.acquire(self.service.station, owner=f"rig serve {self.url}", directory=self.lock_dir)))
         self.service.jobs.start()
@@ -98,6 +116,21 @@ class BackgroundService:
                 self._thread.join(15)
             self.sock.close()
             self._stack.close()
+
+
+def _uvicorn_server() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn without its own signal handling: the service's handlers stop it and then wait
+        for the running procedure's safe state (uvicorn would re-raise the signal and end the
+        process before that)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server
 
 
 def _check(service: Service, job: Any) -> None:

@@ -21,6 +21,7 @@ from rig.service.accounts import Account
 
 COOKIE = "rig_session"
 IDLE_S = 12 * 3600.0  # a bench shift
+MAX_SESSIONS = 2000  # beyond this, idle sessions are dropped oldest first (cookie-less API clients)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -40,6 +41,12 @@ class SessionStore:
     def create(self, account: Account) -> Session:
         session = Session(secrets.token_urlsafe(32), account)
         with self._lock:
+            if len(self._sessions) >= MAX_SESSIONS:
+                now = time.monotonic()
+                for sid, old in sorted(self._sessions.items(), key=lambda kv: kv[1].last_seen):
+                    if len(self._sessions) < MAX_SESSIONS // 2 and now - old.last_seen < IDLE_S:
+                        break
+                    del self._sessions[sid]
             self._sessions[session.id] = session
         return session
 
