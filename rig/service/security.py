@@ -84,19 +84,17 @@ class Gate:
                 await self._audit(session, method, path, 403, problem)
                 await _json(send, 403, problem)
                 return
-        status: dict[str, int] = {}
-
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
                 if new_cookie is not None:
                     message.setdefault("headers", []).append((b"set-cookie", new_cookie))
                 message.setdefault("headers", []).extend(SECURITY_HEADERS)
+                if changing and path not in ("/login", "/api/login"):  # logins audit themselves
+                    # in the trail before the client hears the answer
+                    await self._audit(scope["state"].get("session") or session, method, path, message["status"])
             await send(message)
 
         await self.app(scope, _replay(scope) if "_rig_body" in scope else receive, sending)
-        if changing and path not in ("/login", "/api/login"):  # logins audit themselves
-            await self._audit(scope["state"].get("session") or session, method, path, status.get("code", 0))
 
     async def _audit(self, session: Any, method: str, path: str, status: int, refused: str = "") -> None:
         user = session.account.user if session is not None else None
