@@ -275,3 +275,28 @@ def test_stopping_the_service_aborts_the_running_procedure_to_its_safe_state(tmp
     record = read_record(tmp_path / "runs" / job["run_id"])
     assert record.outcome == "ABORTED" and "shutting down" in record.reason
     assert record.of_type("safe_state")[-1]["confirmed"] is True
+
+
+def test_every_page_renders(panel: PanelServer) -> None:
+    client = panel.client()
+    job = client.submit("delivery_check", **SHORT, **SERIAL, answers={"setup": "done"})
+    client.follow(job["id"])
+    pages = {
+        "/": ["SIM-BENCH-01", "delivery_check", "Calibration due"],
+        "/procedures/delivery_check": ["rate_ml_h", "mL/h", "a number from 0.05 to 10 mL/h", "Serial number"],
+        f"/jobs/{job['id']}": ["ABORT", "plot-pressure", "prompt"],
+        "/runs": [job["run_id"], "PASS"],
+        f"/runs/{job['run_id']}": ["volume_error_pct", "Open report", "Verify"],
+        "/trends?procedure=delivery_check": ["delivery_check · volume_error_pct", "data-trend"],
+    }
+    for path, texts in pages.items():
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert "content-security-policy" in r.headers
+        for text in texts:
+            assert text in r.text, f"{path}: no {text!r}"
+    report = client.get(f"/runs/{job['run_id']}/files/report/report.html")
+    assert report.status_code == 200 and "delivery_check" in report.text
+    assert client.get(f"/runs/{job['run_id']}/files/../../rig.toml").status_code == 404
+    assert client.get("/procedure-images/setup_line.svg").headers["content-type"].startswith("image/svg")
+    assert client.get("/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
