@@ -84,6 +84,7 @@ def start_from_form(page: object, fields: dict[str, str]) -> None:
     page.click("#proc-form button[type=submit]")  # type: ignore[attr-defined]
 
 
+@pytest.mark.timeout(600)  # a loaded 2-core machine: every wait is for a condition
 def test_login_form_errors_dialog_live_plot_report_and_signature(page: object, lab: PanelServer) -> None:
     expect = sync_api.expect
     expect(page.get_by_test_id("mode")).to_contain_text("sim")
@@ -139,6 +140,7 @@ def test_login_form_errors_dialog_live_plot_report_and_signature(page: object, l
     assert check.ok and [s.role for s in check.signatures] == ["performed_by"]
 
 
+@pytest.mark.timeout(600)  # a loaded 2-core machine: every wait is for a condition
 def test_abort_button_ends_in_the_read_back_safe_state(page: object, lab: PanelServer) -> None:
     expect = sync_api.expect
     page.goto("/procedures/delivery_check")
@@ -158,6 +160,7 @@ def test_abort_button_ends_in_the_read_back_safe_state(page: object, lab: PanelS
     shot(page, "09-aborted-safe-state")
 
 
+@pytest.mark.timeout(600)  # a loaded 2-core machine: every wait is for a condition
 def test_panel_fits_a_tablet(browser: object, lab: PanelServer) -> None:
     context = browser.new_context(viewport={"width": 800, "height": 1180}, base_url=lab.url)  # type: ignore[attr-defined]
     page = context.new_page()

@@ -19,6 +19,9 @@ from reports.synthetic import make_signer
 from tests.panel_fixtures import PASSWORDS, PanelServer, make_accounts
 
 PASSPHRASE = "olivia's very secret passphrase 42"
+# Runs on the simulated bench under a loaded machine (module fixtures included): waits are conditions.
+pytestmark = pytest.mark.timeout(300)
+
 SERIAL = {"item_serial": "SN-SEC-1"}
 SHORT = {"duration_min": "2", "rate_ml_h": "6", "settle_s": "5", "sample_interval_s": "10"}
 
@@ -198,6 +201,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@pytest.mark.timeout(600)  # a loaded 2-core machine: every wait is for a condition
 def test_tls_from_the_station_file_and_secure_cookies(tmp_path: Path, station_writer) -> None:
     import socket
     import ssl
