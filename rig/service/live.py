@@ -31,7 +31,6 @@ class PanelDisplay(Display):
         self.hub = hub
         self.job = job
         self._last_tick = 0.0
-        self._acq_offset_s = 0.0  # procedure time of DAQ sample 0
 
     def _pub(self, event: dict[str, Any]) -> None:
         self.hub.publish(event, self.job)
@@ -103,7 +102,6 @@ class PanelDisplay(Display):
         the service's wall time of arrival so the panel's latency can be measured end to end."""
         if daq is None or not hasattr(daq, "add_chunk_listener"):
             return
-        self._acq_offset_s = self.state.t_proc_s
         daq.add_chunk_listener(self.on_chunk)
 
     def on_chunk(self, chunk: Any) -> None:
