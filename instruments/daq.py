@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 KINK_VOLTS_PER_PCT = 0.1  # 0..100 % restriction = 0..10 V
 AI_RANGE_V = 10.0
 AO_READBACK_TOLERANCE_V = 0.02
-BUFFER_SECONDS = 30.0  # device input buffer: room for the reader to fall behind this long
-MAX_CHUNKS_PER_READ = 32  # how many waiting chunks one read may fetch
+BUFFER_SECONDS = 120.0  # device input buffer: room for the reader to fall behind this long
+MAX_CHUNKS_PER_READ = 128  # how many waiting chunks one read may fetch
 LATEST_KEYS = {  # what procedures and the live display ask for
     "pressure_upstream": "pressure_upstream_kpa",
     "pressure_downstream": "pressure_downstream_kpa",
@@ -171,6 +171,9 @@ class Daq:
         self._reader: threading.Thread | None = None
         self._ai_task: Any = None
         self._stop = threading.Event()
+        self._paced = False  # a virtual clock owns time: read what wait_for_elapsed says exists
+        self._pace_target = 0  # samples per channel the clock has let exist (paced mode)
+        self._pace_cond = threading.Condition()
         self._failure: InstrumentError | None = None
         self.stats = AcquisitionStats()
         self._valves = {v: False for v in self.valve_physical}
@@ -381,8 +384,13 @@ class Daq:
     def acquiring(self) -> bool:
         return self._reader is not None and self._reader.is_alive()
 
-    def start_acquisition(self, out_path: str | Path) -> Path:
-        """Start continuous acquisition of every AI channel, streaming to ``out_path``."""
+    def start_acquisition(self, out_path: str | Path, *, paced: bool = False) -> Path:
+        """Start continuous acquisition of every AI channel, streaming to ``out_path``.
+
+        ``paced``: the caller owns time (a virtual clock) and reports every jump with
+        ``wait_for_elapsed``; the reader then never polls the device for what is waiting, it reads
+        exactly the whole chunks that jump produced, in one call (one round trip per jump instead
+        of three)."""
         if self._reader is not None:
             raise InstrumentReportedError(self.name, "start_acquisition", "acquisition is already running")
         if not self.ai_channels:
@@ -414,6 +422,7 @@ class Daq:
         self.stats = AcquisitionStats(path=Path(out_path), started_monotonic=time.monotonic())
         self._failure = None
         self._latest = None
+        self._paced, self._pace_target = paced, 0
         self._stop.clear()
         self._reader = threading.Thread(target=self._read_loop, args=(task, writer), name=f"{self.name}-reader", daemon=True)
         self._reader.start()
@@ -435,7 +444,7 @@ class Daq:
             while True:
                 stopping = self._stop.is_set()
                 try:
-                    want = self._samples_to_read(task)
+                    want = self._samples_to_read(task, next_index)
                     n = reader.read_many_sample(buf[:, :want], want, timeout=timeout_s)
                     volts = buf[:, :want]
                     error: nidaqmx.errors.DaqError | None = None
@@ -480,13 +489,21 @@ class Daq:
             except OSError as exc:
                 log.warning("%s: closing the sample stream: %s", self.name, exc)
 
-    def _samples_to_read(self, task: Any) -> int:
+    def _samples_to_read(self, task: Any, next_index: int) -> int:
         """One chunk, or every whole chunk already waiting when the reader is behind.
 
         Why: after a jump of virtual time (or a stall of the reader) many chunks wait in the
         device buffer; fetching them in one call instead of one call per chunk is what keeps
-        a 2-hour virtual run to seconds. Costs one attribute query per read in real time.
+        a 2-hour virtual run to seconds. Costs one attribute query per read in real time; paced,
+        the clock says how many there are and nothing is queried.
         """
+        if self._paced:
+            with self._pace_cond:
+                while self._pace_target <= next_index and not self._stop.is_set():
+                    self._pace_cond.wait(1.0)
+                if self._pace_target > next_index and not self._stop.is_set():
+                    return min(self._pace_target - next_index, MAX_CHUNKS_PER_READ * self.chunk_samples)
+            # stopping: read what is left, as unpaced
         try:
             waiting = int(task.in_stream.avail_samp_per_chan)
         except (nidaqmx.errors.DaqError, nidaqmx.errors.RpcError):
@@ -561,6 +578,11 @@ class Daq:
         last_full_chunk = (samples // self.chunk_samples) * self.chunk_samples - 1
         if not self.acquiring or last_full_chunk < 0:
             return True
+        if self._paced:
+            with self._pace_cond:
+                if last_full_chunk + 1 > self._pace_target:
+                    self._pace_target = last_full_chunk + 1
+                    self._pace_cond.notify_all()
         return self.wait_for_sample(last_full_chunk, timeout_s)
 
     def stop_acquisition(self) -> AcquisitionStats:
@@ -568,6 +590,8 @@ class Daq:
         if self._reader is None:
             return self.stats
         self._stop.set()
+        with self._pace_cond:
+            self._pace_cond.notify_all()
         task, self._ai_task = self._ai_task, None
         try:
             with self._op("stop_acquisition"):

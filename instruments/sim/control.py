@@ -8,7 +8,9 @@ Protocol: one JSON object per line each way. Request ``{"cmd": NAME, ...args}``;
 
 Commands (served by instruments.sim.server):
   time                                  -> {"t_s": float, "mode": "real"|"virtual"}
-  advance   dt_s                        -> {"t_s": float}        (virtual mode only)
+  advance   dt_s, guard?                -> {"t_s": float, "stopped": reason|null}  (virtual mode only;
+            guard {"channel", "above", "chunk_samples"}: stop at the end of the DAQ chunk in which
+            that AI channel first exceeds "above", so the controller sees it before time moves on)
   fault     instrument, fault           -> {}   fault: "none"|"silent"|"garbage"|"drop"
   line      occlusion?, kink_pct?, leak?, disconnect?  -> {}   (faults of the line itself, at the
                                         catheter; the rig's own fault valves move only with the NI
@@ -72,8 +74,11 @@ class SimControl:
     def time_s(self) -> float:
         return float(self.call("time")["t_s"])
 
-    def advance(self, dt_s: float) -> float:
-        return float(self.call("advance", dt_s=dt_s)["t_s"])
+    def advance(self, dt_s: float, guard: dict[str, Any] | None = None) -> float:
+        args: dict[str, Any] = {"dt_s": dt_s}
+        if guard is not None:
+            args["guard"] = guard
+        return float(self.call("advance", **args)["t_s"])
 
     def fault(self, instrument: str, fault: str) -> None:
         self.call("fault", instrument=instrument, fault=fault)

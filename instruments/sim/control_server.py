@@ -111,11 +111,27 @@ class ControlHandler:
         return {"t_s": self.world.now_s(), "mode": "virtual" if self.world.virtual else "real"}
 
     def _advance(self, args: dict[str, Any]) -> dict[str, Any]:
-        _check_keys("advance", args, {"dt_s"}, set())
+        _check_keys("advance", args, {"dt_s"}, {"guard"})
         if not self.world.virtual:
             raise CommandError("advance: the bench runs in real time; advance needs clock = \"virtual\"")
         dt_s = _number("advance", "dt_s", args["dt_s"], 0.0, 366 * 86400.0)
-        return {"t_s": self.world.advance(dt_s)}
+        guard = self._guard(args.get("guard"))
+        t_s = self.world.advance(dt_s, guard)
+        return {"t_s": t_s, "stopped": self.world.stopped_by}
+
+    @staticmethod
+    def _guard(value: Any) -> dict[str, Any] | None:
+        """advance's guard: stop at the end of the DAQ chunk in which ``channel`` exceeds ``above``."""
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise CommandError(f"advance: guard must be an object or null, got {value!r}")
+        _check_keys("advance guard", value, {"channel", "above", "chunk_samples"}, set())
+        return {
+            "channel": _string("advance guard", "channel", value["channel"]),
+            "above": _number("advance guard", "above", value["above"], -1e12, 1e12),
+            "chunk_samples": int(_number("advance guard", "chunk_samples", value["chunk_samples"], 1, 1e9)),
+        }
 
     def _fault(self, args: dict[str, Any]) -> dict[str, Any]:
         _check_keys("fault", args, {"instrument", "fault"}, set())

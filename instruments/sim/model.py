@@ -35,9 +35,12 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 ML_H_PER_ML_S = 3600.0
+QUIET_STEP_S = 600.0  # longest step when nothing needs the model at fixed ticks (exact anyway)
 
 
 @dataclass
@@ -140,6 +143,50 @@ class Totals:
 Sampler = Callable[["FluidLine"], None]
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One model step [t0_s, t1_s] with constant inputs, in closed form.
+
+    Why: the tubing node is a linear ODE with constant coefficients inside a step, so its pressure
+    at *any* time of the step is known exactly: P(t) = p_inf + (p0 − p_inf)·exp(−b·(t − t0)) (b in
+    1/h), or a straight line when nothing drains the node (b = 0). Observers that need many
+    samples inside a step (the DAQ at 20 Hz and more) evaluate them vectorised from this instead
+    of the model stepping once per sample.
+    """
+
+    t0_s: float
+    t1_s: float
+    p0_kpa: float
+    p_inf_kpa: float
+    b_per_h: float
+    slope_kpa_h: float  # dP/dt when b = 0
+    g_out: float  # conductance node -> outlet, (mL/h)/kPa
+    p_sink_kpa: float
+    disconnect: bool
+
+    def pressure_kpa(self, t_s: np.ndarray) -> np.ndarray:
+        dt_h = (np.asarray(t_s, dtype=float) - self.t0_s) / ML_H_PER_ML_S
+        if self.b_per_h > 0:
+            return self.p_inf_kpa + (self.p0_kpa - self.p_inf_kpa) * np.exp(-self.b_per_h * dt_h)
+        return self.p0_kpa + self.slope_kpa_h * dt_h
+
+    def outlet_flow_ml_h(self, t_s: np.ndarray) -> np.ndarray:
+        """Flow through the flow sensor to the outlet (0 when the catheter is disconnected)."""
+        if self.disconnect:
+            return np.zeros(np.shape(t_s))
+        return self.g_out * (self.pressure_kpa(t_s) - self.p_sink_kpa)
+
+
+class SegmentObserver(Protocol):
+    """Something that watches the model step by step (the DAQ's buffered acquisition)."""
+
+    def horizon_s(self, model: "FluidLine", segment: Segment) -> float:
+        """The latest time this step may end (math.inf: no constraint)."""
+
+    def on_segment(self, model: "FluidLine", segment: Segment) -> None:
+        """Called after every committed step."""
+
+
 @dataclass
 class _SamplerSlot:
     """Sample n is due at origin + n·period: counted as an integer so times never drift."""
@@ -169,13 +216,15 @@ class FluidLine:
         self.t_s = 0.0
         self.pressure_kpa = self.params.back_pressure_kpa  # tubing node, gauge
         self._initial_pressure_kpa = self.pressure_kpa
-        self.outlet_flow_ml_h = 0.0  # through the flow sensor, last step average
+        self.outlet_flow_ml_h = 0.0  # through the flow sensor, now
         self.leak_flow_ml_h = 0.0
         self.balance_tare_g = 0.0
         self.vessel_g = 50.0  # weighing vessel with some fluid already in it
         self.evaporated_g = 0.0
         self._displayed_g = self.vessel_g
         self._samplers: list[_SamplerSlot] = []
+        self._observers: list[SegmentObserver] = []
+        self._stop_requested: str | None = None
 
     # -- samplers: observers called at exact sample times (the DAQ's buffered acquisition) ----
 
@@ -188,32 +237,83 @@ class FluidLine:
         if slot in self._samplers:
             self._samplers.remove(slot)
 
+    def add_observer(self, observer: SegmentObserver) -> None:
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: SegmentObserver) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+    def request_stop(self, reason: str) -> None:
+        """An observer asks ``advance_to`` to end after the current step (a guard hit)."""
+        self._stop_requested = reason
+
     # -- time ---------------------------------------------------------------------------------
 
-    def advance(self, dt_s: float) -> None:
-        """Advance model time by dt_s, stepping at most max_step_s and at every sample time."""
+    def advance(self, dt_s: float) -> str | None:
+        """Advance model time by dt_s (see ``advance_to``)."""
         if dt_s < 0:
             raise ValueError(f"cannot advance time backwards (dt_s={dt_s})")
-        self.advance_to(self.t_s + dt_s)
+        return self.advance_to(self.t_s + dt_s)
 
-    def advance_to(self, t_end_s: float) -> None:
+    def advance_to(self, t_end_s: float) -> str | None:
+        """Advance to t_end_s, stepping at every tick-sampler time, at every pump event (stall
+        pressure reached, volume target reached) and where an observer's horizon says; returns
+        early (with the observer's reason) when an observer requests a stop, else None."""
+        self._stop_requested = None
         while self.t_s < t_end_s - 1e-12:
             t_next = min(t_end_s, self.t_s + self._step_limit_s())
             due = min((s.next_t_s for s in self._samplers), default=math.inf)
             if due <= t_next + 1e-9:  # a sample due at (or within rounding of) the step end
                 t_next = max(due, self.t_s)
-            self._step(t_next - self.t_s)
+            t_next = min(t_next, self._event_time_s(t_next))
+            if self._observers:
+                preview = self._segment(t_next, self._coefficients(None))
+                for obs in self._observers:
+                    horizon = obs.horizon_s(self, preview)
+                    if self.t_s < horizon < t_next:
+                        t_next = horizon
+            segment = self._step(t_next - self.t_s)
             self.t_s = t_next
             for slot in self._samplers:
                 if slot.next_t_s <= self.t_s + 1e-9:
                     slot.callback(self)
                     slot.index += 1
+            if segment is not None:
+                for obs in list(self._observers):
+                    obs.on_segment(self, segment)
+            if self._stop_requested is not None:
+                return self._stop_requested
+        return None
 
     def _step_limit_s(self) -> float:
-        limit = self.max_step_s
-        if self.pump.kind == "peristaltic" and self.pump.running and self.pump.pulsation_hz > 0:
-            limit = min(limit, 1.0 / (self.pump.pulsation_hz * 16))
-        return limit
+        p = self.pump
+        if p.kind == "peristaltic" and p.running and p.pulsation_hz > 0:
+            return min(self.max_step_s, 1.0 / (p.pulsation_hz * 16))
+        if self._samplers:  # tick samplers read the model's scalar state: keep the fine grid
+            return self.max_step_s
+        return QUIET_STEP_S
+
+    def _event_time_s(self, t_next: float) -> float:
+        """The earliest pump event in (t, t_next]: the syringe reaching its stall pressure, or the
+        volume target reached. Steps end there, so a long step never runs past one."""
+        p = self.pump
+        if not p.running or p.stalled or p.rate_ml_h <= 0:
+            return math.inf
+        event = math.inf
+        q_ml_s = p.rate_ml_h * p.displacement_factor / ML_H_PER_ML_S
+        if p.target_ml > 0 and q_ml_s > 0:
+            event = self.t_s + max(0.0, p.target_ml - p.run_volume_ml) / q_ml_s + 1e-6
+        if p.kind == "syringe" and p.infuse and self.pressure_kpa <= p.stall_pressure_kpa:
+            seg = self._segment(t_next, self._coefficients(None))
+            if seg.pressure_kpa(np.array(t_next)) > p.stall_pressure_kpa:
+                if seg.b_per_h > 0:
+                    frac = (p.stall_pressure_kpa - seg.p_inf_kpa) / (seg.p0_kpa - seg.p_inf_kpa)
+                    dt_h = -math.log(frac) / seg.b_per_h if frac > 0 else math.inf
+                else:
+                    dt_h = (p.stall_pressure_kpa - seg.p0_kpa) / seg.slope_kpa_h
+                event = min(event, self.t_s + dt_h * ML_H_PER_ML_S + 1e-6)
+        return event
 
     # -- the physics --------------------------------------------------------------------------
 
@@ -272,9 +372,30 @@ class FluidLine:
         """Open bleeds (the rig's leak valve, a leak of the line): parallel paths of R_leak each."""
         return (int(self.valves.leak) + int(self.faults.leak)) / self.params.leak_resistance_kpa_per_ml_h
 
-    def _step(self, dt: float) -> None:
+    def _coefficients(self, q_pump_ml_h: float | None) -> tuple[float, float, float, float]:
+        """(q_pump, g_out, g_leak, p_sink) for the current valves; q_pump defaults to the pump's
+        mean rate (what a step will deliver before stepper quantisation)."""
+        prm, p = self.params, self.pump
+        if q_pump_ml_h is None:
+            q_pump_ml_h = 0.0
+            if p.running and not p.stalled and p.rate_ml_h > 0:
+                q_pump_ml_h = p.rate_ml_h * p.displacement_factor * (1.0 if p.infuse else -1.0)
+        r_out = self._out_resistance()
+        p_sink = 0.0 if self.disconnected else prm.back_pressure_kpa
+        g_out = 0.0 if math.isinf(r_out) else 1.0 / r_out
+        return q_pump_ml_h, g_out, self._leak_conductance(), p_sink
+
+    def _segment(self, t1_s: float, coeff: tuple[float, float, float, float]) -> Segment:
+        q_pump, g_out, g_leak, p_sink = coeff
+        c = self.params.compliance_ml_per_kpa
+        b = (g_out + g_leak) / c  # C dP/dt = q_pump + g_out·p_sink − (g_out + g_leak)·P (per hour)
+        p_inf = (q_pump + g_out * p_sink) / (c * b) if b > 0 else math.nan
+        return Segment(self.t_s, t1_s, self.pressure_kpa, p_inf, b, q_pump / c, g_out, p_sink,
+                       self.disconnected)
+
+    def _step(self, dt: float) -> Segment | None:
         if dt <= 0:
-            return
+            return None
         prm, p = self.params, self.pump
         vol_pump = self._pump_volume_ml(self.t_s, dt)
         if p.target_ml > 0 and p.running:
@@ -285,17 +406,14 @@ class FluidLine:
                 p.stopped_by = "target"
         p.run_volume_ml += abs(vol_pump)
         q_pump = vol_pump / dt * ML_H_PER_ML_S  # mL/h, step average
-        r_out = self._out_resistance()
-        p_sink = 0.0 if self.disconnected else prm.back_pressure_kpa
-        g_out = 0.0 if math.isinf(r_out) else 1.0 / r_out
-        g_leak = self._leak_conductance()
-        c = prm.compliance_ml_per_kpa
+        coeff = self._coefficients(q_pump)
+        seg = self._segment(self.t_s + dt, coeff)
+        _, g_out, g_leak, p_sink = coeff
+        b, c = seg.b_per_h, prm.compliance_ml_per_kpa
         dt_h = dt / ML_H_PER_ML_S
-        # C dP/dt = q_pump + g_out·p_sink − (g_out + g_leak)·P  (per hour)
-        b = (g_out + g_leak) / c
         p0 = self.pressure_kpa
         if b > 0:
-            p_inf = (q_pump + g_out * p_sink) / (c * b)
+            p_inf = seg.p_inf_kpa
             decay = math.exp(-b * dt_h)
             p1 = p_inf + (p0 - p_inf) * decay
             integral = p_inf * dt_h + (p0 - p_inf) * (1 - decay) / b  # ∫P dt (kPa·h)
@@ -304,6 +422,7 @@ class FluidLine:
             integral = (p0 + p1) / 2 * dt_h
         out_ml = g_out * (integral - p_sink * dt_h)
         leak_ml = g_leak * integral
+        m0 = self.true_mass_g()
         self.pressure_kpa = p1
         self.totals.pumped_ml += vol_pump
         self.totals.leaked_ml += leak_ml
@@ -312,17 +431,19 @@ class FluidLine:
             self.outlet_flow_ml_h = 0.0
         else:
             self.totals.delivered_ml += out_ml
-            self.outlet_flow_ml_h = out_ml / dt_h
-        self.leak_flow_ml_h = leak_ml / dt_h
+            self.outlet_flow_ml_h = g_out * (p1 - p_sink)  # at the end of the step (steps can be long)
+        self.leak_flow_ml_h = g_leak * p1
         if p.kind == "syringe" and p.running and (p1 > p.stall_pressure_kpa or p.force_stall):
             p.stalled = True
             p.running = False
             p.stopped_by = "stall"
         # balance: delivered fluid lands in the vessel; evaporation; first-order settling
         self.evaporated_g += prm.evaporation_g_h * dt_h
-        true_g = self.true_mass_g()
-        alpha = 1 - math.exp(-dt / prm.balance_tau_s)
-        self._displayed_g += (true_g - self._displayed_g) * alpha
+        m1 = self.true_mass_g()
+        tau = prm.balance_tau_s
+        k = (m1 - m0) / dt
+        self._displayed_g = m1 - k * tau + (self._displayed_g - m0 + k * tau) * math.exp(-dt / tau)
+        return seg
 
     # -- readings (what sensors see) ----------------------------------------------------------
 
@@ -363,6 +484,26 @@ class FluidLine:
         prm = self.params
         ul_min = self.outlet_flow_ml_h * 1000.0 / 60.0
         return ul_min * prm.flow_gain + prm.flow_offset_ul_min + self.rng.gauss(0.0, prm.flow_noise_ul_min)
+
+    # vectorised, noise-free sensor values inside one step (for the DAQ's buffered acquisition)
+
+    def upstream_pressure_noiseless_kpa(self, seg: Segment, t_s: np.ndarray) -> np.ndarray:
+        return seg.pressure_kpa(t_s) + self.params.pressure_offset_kpa
+
+    def downstream_pressure_noiseless_kpa(self, seg: Segment, t_s: np.ndarray) -> np.ndarray:
+        """As ``downstream_pressure_kpa`` (same cases), at every time of the step."""
+        prm = self.params
+        if seg.disconnect:
+            true = seg.outlet_flow_ml_h(t_s) * prm.disconnect_resistance_kpa_per_ml_h
+        elif self._catheter_shut() and not self._valves_shut():
+            true = seg.pressure_kpa(t_s)
+        else:
+            true = prm.back_pressure_kpa + seg.outlet_flow_ml_h(t_s) * self._catheter_resistance_or_zero()
+        return true + prm.pressure_offset_kpa
+
+    def flow_sensor_noiseless_ul_min(self, seg: Segment, t_s: np.ndarray) -> np.ndarray:
+        prm = self.params
+        return seg.outlet_flow_ml_h(t_s) * (1000.0 / 60.0) * prm.flow_gain + prm.flow_offset_ul_min
 
     def stored_ml(self) -> float:
         return self.params.compliance_ml_per_kpa * (self.pressure_kpa - self._initial_pressure_kpa)

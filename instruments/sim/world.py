@@ -36,6 +36,9 @@ class SimWorld:
         self.faults: dict[str, str] = {}  # instrument name -> transport fault
         self._wall_origin = time.monotonic()
         self.time_changed = threading.Condition(self.lock)
+        # during one guarded ``advance``: {"channel", "above", "chunk_samples"} (see daq_device)
+        self.guard: dict[str, Any] | None = None
+        self.stopped_by: str | None = None  # why the last advance ended early (None: it did not)
 
     @contextmanager
     def locked(self) -> Iterator[FluidLine]:
@@ -58,11 +61,17 @@ class SimWorld:
             self.sync()
             return self.model.t_s
 
-    def advance(self, dt_s: float) -> float:
+    def advance(self, dt_s: float, guard: dict[str, Any] | None = None) -> float:
+        """Virtual time: move the model on by dt_s, or less when ``guard`` stops it (the reason is
+        then in ``stopped_by``). Returns the new model time."""
         if not self.virtual:
             raise RuntimeError("advance is only allowed in virtual-time mode")
         with self.lock:
-            self.model.advance(dt_s)
+            self.guard = guard
+            try:
+                self.stopped_by = self.model.advance(dt_s)
+            finally:
+                self.guard = None
             self.time_changed.notify_all()
             return self.model.t_s
 

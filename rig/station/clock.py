@@ -8,7 +8,7 @@ model instead of waiting, so instruments and procedure agree on what time it is.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class TimeSource(Protocol):
@@ -16,7 +16,7 @@ class TimeSource(Protocol):
 
     def time_s(self) -> float: ...
 
-    def advance(self, dt_s: float) -> float: ...
+    def advance(self, dt_s: float, guard: dict[str, Any] | None = None) -> float: ...
 
 
 class Clock(Protocol):
@@ -46,7 +46,11 @@ class VirtualClock:
     """Time owned by the simulated bench; ``sleep`` advances the model in one step.
 
     Callers that stream data while time jumps (the runner with a DAQ) slice their sleeps and let
-    the reader drain between slices; see rig.engine.acquisition.Acquisition.advance_virtual.
+    the reader drain between slices; see rig.engine.acquisition.Acquisition.advance_virtual. With a
+    ``guard`` set (the armed overpressure interlock: {"channel", "above", "chunk_samples"}) a
+    sleep may end early, at the end of the DAQ chunk in which the guarded channel crossed its limit,
+    so the interlock sees that chunk before time moves further: ``sleep`` returns the time it
+    actually let pass.
     """
 
     virtual = True
@@ -54,10 +58,14 @@ class VirtualClock:
     def __init__(self, control: TimeSource) -> None:
         self._control = control
         self._t_s = control.time_s()
+        self.guard: dict[str, Any] | None = None
 
     def now_s(self) -> float:
         return self._t_s
 
-    def sleep(self, dt_s: float) -> None:
-        if dt_s > 0:
-            self._t_s = self._control.advance(dt_s)
+    def sleep(self, dt_s: float) -> float:
+        if dt_s <= 0:
+            return 0.0
+        before = self._t_s
+        self._t_s = self._control.advance(dt_s, self.guard) if self.guard else self._control.advance(dt_s)
+        return self._t_s - before
