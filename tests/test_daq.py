@@ -24,6 +24,7 @@ from instruments.sim.daq_server import DaqServer, start_daq_server
 from instruments.sim.world import SimWorld
 from tests.daq_fixtures import (
     CHANNELS,
+    CHUNK,
     RATE_HZ,
     daq_config,
     open_daq,
@@ -238,3 +239,37 @@ def test_real_time_acquisition_keeps_pace_with_the_wall_clock(tmp_path: Path) ->
     data = read_stream(tmp_path / "rt.f64")
     assert data.gaps() == [] and stats.samples == data.scans.shape[0] >= 1000
     assert stats.error is None
+
+
+def test_guarded_advance_stops_at_the_end_of_the_chunk_that_crossed(world: SimWorld, daq: Daq, tmp_path: Path) -> None:
+    # Delivering 60 mL/h the line sits at 1.47 + 60 · 0.25 = 16.5 kPa; occluded it rises
+    # 60 / 0.010 / 3600 = 1.67 kPa/s, so a 30 kPa guard is crossed ~8.1 s in. One guarded advance of 120 s must end at the end of the 0.5 s chunk (50 samples at
+    # 100 Hz) holding the first sample above 30 kPa, exactly as the driver scales it.
+    set_pump(world, 60.0)
+    world.advance(60.0)
+    t0 = world.now_s()
+    path = daq.start_acquisition(tmp_path / "daq.f64", paced=True)
+    world.model.line.occlusion = True
+    guard = {"channel": "pressure_upstream", "above": 30.0, "chunk_samples": CHUNK}
+    t = world.advance(120.0, guard)
+    assert world.stopped_by is not None and "pressure_upstream above 30" in world.stopped_by
+    assert daq.wait_for_elapsed(t - t0, 5.0)
+    daq.stop_acquisition()
+    upstream = read_stream(path).column("pressure_upstream")
+    first_over = int(np.flatnonzero(upstream > 30.0)[0])
+    chunk_end = (first_over // CHUNK + 1) * CHUNK  # samples taken when that chunk is complete
+    assert round((t - t0) * RATE_HZ) == chunk_end
+    assert upstream.size == chunk_end  # the reader has exactly that chunk and nothing later
+    assert 7.0 < (t - t0) < 9.5
+
+
+def test_paced_reader_reads_each_jump_in_one_call(world: SimWorld, daq: Daq, tmp_path: Path) -> None:
+    t0 = world.now_s()
+    daq.start_acquisition(tmp_path / "daq.f64", paced=True)
+    for _ in range(10):
+        t = world.advance(10.0)
+        assert daq.wait_for_elapsed(t - t0, 5.0)
+    stats = daq.stop_acquisition()
+    assert stats.samples == 10 * 10 * int(RATE_HZ)
+    assert stats.read_timeouts == 0
+    assert stats.chunks <= 10 + 1  # one read per jump (+ what is left at stop)

@@ -335,3 +335,44 @@ def test_the_pump_says_why_it_stopped() -> None:
     line.advance(1)
     line.pump.command_stop(line.t_s)
     assert (line.pump.running, line.pump.stopped_by, line.pump.last_stop_command_t_s) == (False, "command", 11.0)
+
+
+# -- long steps ----------------------------------------------------------------------------------
+
+
+def test_one_long_step_tells_the_same_story_as_many_short_ones() -> None:
+    # Every step is exact for constant inputs (closed-form pressure, balance lag in closed form for
+    # the line's exponential transient), so a quiet minute in one step or in 240 steps of 0.25 s
+    # must agree on pressure, delivered volume and what the balance displays.
+    coarse, fine = quiet_line("syringe", rate_ml_h=6.0), quiet_line("syringe", rate_ml_h=6.0)
+    for line in (coarse, fine):
+        line.pump.step_volume_ml = 1e-9  # quantisation below rounding
+    coarse.advance(60.0)
+    for _ in range(240):
+        fine.advance(0.25)
+    fine.pump.running = coarse.pump.running = False  # the line drains its stored volume
+    coarse.advance(60.0)
+    for _ in range(240):
+        fine.advance(0.25)
+    assert coarse.pressure_kpa == pytest.approx(fine.pressure_kpa, rel=1e-9)
+    assert coarse.totals.delivered_ml == pytest.approx(fine.totals.delivered_ml, abs=1e-8)  # stepper rounding
+    assert coarse.balance_gross_g() == pytest.approx(fine.balance_gross_g(), abs=1e-9)
+    assert coarse.balance_reading_g()[1]  # settled: stable after the drain
+
+
+def test_a_long_step_stops_at_the_stall_pressure_and_at_the_volume_target() -> None:
+    # Occluded at 1 mL/h from 1.72 kPa: stall at 100 kPa after (100 − 1.72)·C/Q h = 3538 s; one
+    # advance of 2 h must stall there, not at the end of the step.
+    line = quiet_line("syringe", rate_ml_h=1.0)
+    line.advance(120)
+    p0, pumped0 = line.pressure_kpa, line.totals.pumped_ml
+    line.line.occlusion = True
+    line.advance(7200)
+    assert line.pump.stalled
+    assert line.totals.pumped_ml - pumped0 == pytest.approx((100.0 - p0) * C, rel=1e-4)
+    # a 0.1 mL volume target at 6 mL/h ends the run after 60 s, inside a 600 s step
+    target = quiet_line("syringe", rate_ml_h=6.0)
+    target.pump.target_ml = 0.1
+    target.advance(600)
+    assert not target.pump.running
+    assert target.totals.pumped_ml == pytest.approx(0.1, abs=1e-6)

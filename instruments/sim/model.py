@@ -439,11 +439,31 @@ class FluidLine:
             p.stopped_by = "stall"
         # balance: delivered fluid lands in the vessel; evaporation; first-order settling
         self.evaporated_g += prm.evaporation_g_h * dt_h
-        m1 = self.true_mass_g()
-        tau = prm.balance_tau_s
-        k = (m1 - m0) / dt
-        self._displayed_g = m1 - k * tau + (self._displayed_g - m0 + k * tau) * math.exp(-dt / tau)
+        self._settle_balance(seg, m0, dt)
         return seg
+
+    def _settle_balance(self, seg: Segment, m0_g: float, dt_s: float) -> None:
+        """The weighing cell's first-order lag (τ) over the step, in closed form for the step's
+        mass m(s) = m0 + a·s + B·(1 − e^(−β·s)) (steady outflow, the line's transient, evaporation),
+        so the display is right whatever the step length."""
+        prm = self.params
+        d = prm.density_g_ml
+        g_out = 0.0 if seg.disconnect else seg.g_out  # a disconnected catheter spills off the balance
+        if seg.b_per_h > 0 and g_out > 0:
+            a = (d * g_out * (seg.p_inf_kpa - seg.p_sink_kpa) - prm.evaporation_g_h) / ML_H_PER_ML_S
+            big_b = d * g_out * (seg.p0_kpa - seg.p_inf_kpa) / seg.b_per_h
+            beta = seg.b_per_h / ML_H_PER_ML_S
+        else:
+            a, big_b, beta = -prm.evaporation_g_h / ML_H_PER_ML_S, 0.0, 0.0
+        tau = prm.balance_tau_s
+        w = math.exp(-dt_s / tau)
+        y = w * self._displayed_g + m0_g * (1 - w) + a * (dt_s - tau * (1 - w)) + big_b * (1 - w)
+        if big_b:
+            if abs(1 - beta * tau) < 1e-9:
+                y -= big_b * (dt_s / tau) * w
+            else:
+                y -= big_b * (math.exp(-beta * dt_s) - w) / (1 - beta * tau)
+        self._displayed_g = y
 
     # -- readings (what sensors see) ----------------------------------------------------------
 
