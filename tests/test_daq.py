@@ -249,7 +249,7 @@ def test_guarded_advance_stops_at_the_end_of_the_chunk_that_crossed(world: SimWo
     world.advance(60.0)
     t0 = world.now_s()
     path = daq.start_acquisition(tmp_path / "daq.f64", paced=True)
-    world.model.line.occlusion = True
+    world.model.valves.occlusion = True
     guard = {"channel": "pressure_upstream", "above": 30.0, "chunk_samples": CHUNK}
     t = world.advance(120.0, guard)
     assert world.stopped_by is not None and "pressure_upstream above 30" in world.stopped_by

@@ -366,7 +366,7 @@ def test_a_long_step_stops_at_the_stall_pressure_and_at_the_volume_target() -> N
     line = quiet_line("syringe", rate_ml_h=1.0)
     line.advance(120)
     p0, pumped0 = line.pressure_kpa, line.totals.pumped_ml
-    line.line.occlusion = True
+    line.valves.occlusion = True
     line.advance(7200)
     assert line.pump.stalled
     assert line.totals.pumped_ml - pumped0 == pytest.approx((100.0 - p0) * C, rel=1e-4)
