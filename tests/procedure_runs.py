@@ -70,14 +70,17 @@ def sim_bench(tmp_path: Path, **station_set: Any) -> Iterator[tuple[Path, SimCon
 
 
 def run_procedure(tmp_path: Path, procedure: str, params: dict[str, float] | None = None, *,
-                  fault: Callable[[SimControl], None] | None = None, **station_set: Any) -> Run:
-    """`rig run PROCEDURE` on a fresh simulated bench; ``fault`` is applied before the run."""
+                  fault: Callable[[SimControl], None] | None = None, answers: dict[str, str] | None = None,
+                  **station_set: Any) -> Run:
+    """`rig run PROCEDURE` on a fresh simulated bench; ``fault`` is applied before the run;
+    ``answers`` adds operator answers to the item serial and set-up every procedure needs."""
     with sim_bench(tmp_path, **station_set) as (station, control):
         if fault is not None:
             fault(control)
         out = tmp_path / "runs"
         argv = ["run", procedure, "--station", str(station), "--out", str(out), "--plain", "--no-report",
-                *ANSWERS, *(a for k, v in (params or {}).items() for a in ("--param", f"{k}={v}"))]
+                *ANSWERS, *(a for k, v in (answers or {}).items() for a in ("--answer", f"{k}={v}")),
+                *(a for k, v in (params or {}).items() for a in ("--param", f"{k}={v}"))]
         code = main(argv)
     run_dir = next(p for p in out.iterdir() if p.is_dir())  # beside runs: the audit log
     lines = (run_dir / "record.jsonl").read_text(encoding="utf-8").splitlines()

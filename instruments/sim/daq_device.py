@@ -451,6 +451,7 @@ class VirtualDaq:
         if task.running:
             return
         if task.kind == "ai" and task.rate_hz is not None:
+            self.world.sync()  # real time: the sample clock starts now, not when the model last moved
             task.acquisition = Acquisition(self, task, self.world.model)
         task.running = True
 

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 
 ML_H_PER_ML_S = 3600.0
+WATER_DRHO_DT_G_ML_K = 0.00021  # −dρ/dT of water near 20 °C
 QUIET_STEP_S = 600.0  # longest step when nothing needs the model at fixed ticks (exact anyway)
 
 
@@ -64,6 +65,18 @@ class LineParams:
     flow_noise_ul_min: float = 0.02
     flow_gain: float = 1.0
     flow_offset_ul_min: float = 0.0
+    # Slow effects that make a refill interval interesting (station [sim]; off in the shipped one):
+    # peristaltic tubing wear: the head's flow falls linearly with its revolutions. Assumption of
+    # this simulation (no Ismatec figure): pump tubing loses a few % of flow as it fatigues, which
+    # is why Ismatec's manual asks for recalibration; e.g. 1 % per 1000 rev.
+    tubing_wear_pct_per_1000_rev: float = 0.0
+    # syringe stick-slip: below this rate the plunger sticks and moves in slips of stick_slip_ml
+    # (static friction of the rubber stopper; a known limit of syringe pumps at very low rates).
+    stick_slip_below_ml_h: float = 0.0
+    stick_slip_ml: float = 0.0005  # assumed breakaway volume of one slip
+    # lab temperature drift from 20 °C: the fluid's density follows water's −0.00021 g/mL per K
+    # near 20 °C (0.99820 g/mL at 20 °C, 0.99799 at 21 °C), so grams per delivered mL change.
+    temperature_drift_c_per_day: float = 0.0
 
 
 @dataclass
@@ -94,6 +107,7 @@ class PumpState:
     # lets a test tell "the rig stopped the pump" from "the fault stopped it".
     stopped_by: str | None = None
     last_stop_command_t_s: float | None = None
+    revolutions: float = 0.0  # peristaltic head revolutions so far (tubing wear)
     _displaced_exact_ml: float = 0.0
     _displaced_steps_ml: float = 0.0
 
@@ -221,6 +235,7 @@ class FluidLine:
         self.balance_tare_g = 0.0
         self.vessel_g = 50.0  # weighing vessel with some fluid already in it
         self.evaporated_g = 0.0
+        self._delivered_g = 0.0  # mass of the delivered fluid (density at the time it landed)
         self._displayed_g = self.vessel_g
         self._samplers: list[_SamplerSlot] = []
         self._observers: list[SegmentObserver] = []
@@ -301,7 +316,7 @@ class FluidLine:
         if not p.running or p.stalled or p.rate_ml_h <= 0:
             return math.inf
         event = math.inf
-        q_ml_s = p.rate_ml_h * p.displacement_factor / ML_H_PER_ML_S
+        q_ml_s = p.rate_ml_h * self.displacement() / ML_H_PER_ML_S
         if p.target_ml > 0 and q_ml_s > 0:
             event = self.t_s + max(0.0, p.target_ml - p.run_volume_ml) / q_ml_s + 1e-6
         if p.kind == "syringe" and p.infuse and self.pressure_kpa <= p.stall_pressure_kpa:
@@ -322,18 +337,24 @@ class FluidLine:
         p = self.pump
         if not p.running or p.stalled or p.rate_ml_h <= 0:
             return 0.0
-        mean_ml = p.rate_ml_h * p.displacement_factor * dt / ML_H_PER_ML_S
+        factor = self.displacement()
+        mean_ml = p.rate_ml_h * factor * dt / ML_H_PER_ML_S
         if p.kind == "peristaltic":
             w = 2 * math.pi * p.pulsation_hz
             if w > 0:  # Q(t) = Q̄(1 − A·cos ωt): exact integral over the step
                 mean_ml -= (
-                    p.rate_ml_h * p.displacement_factor / ML_H_PER_ML_S
+                    p.rate_ml_h * factor / ML_H_PER_ML_S
                     * p.pulsation_amplitude / w * (math.sin(w * (t0 + dt)) - math.sin(w * t0))
                 )
+            p.revolutions += p.rpm * dt / 60.0
             return mean_ml if p.infuse else -mean_ml
-        # syringe: stepper resolution quantises the displaced volume
+        # syringe: stepper resolution quantises the displaced volume; below the stick-slip rate
+        # the stopper only moves in whole slips
+        quantum = p.step_volume_ml
+        if p.rate_ml_h < self.params.stick_slip_below_ml_h:
+            quantum = max(quantum, self.params.stick_slip_ml)
         p._displaced_exact_ml += mean_ml
-        steps_ml = math.floor(p._displaced_exact_ml / p.step_volume_ml) * p.step_volume_ml
+        steps_ml = math.floor(p._displaced_exact_ml / quantum) * quantum
         vol = steps_ml - p._displaced_steps_ml
         p._displaced_steps_ml = steps_ml
         return vol if p.infuse else -vol
@@ -372,6 +393,20 @@ class FluidLine:
         """Open bleeds (the rig's leak valve, a leak of the line): parallel paths of R_leak each."""
         return (int(self.valves.leak) + int(self.faults.leak)) / self.params.leak_resistance_kpa_per_ml_h
 
+    def displacement(self) -> float:
+        """Real / commanded displacement: the pump's fault factor and, for a peristaltic head,
+        tubing wear (never below zero)."""
+        p = self.pump
+        wear = self.params.tubing_wear_pct_per_1000_rev
+        if p.kind == "peristaltic" and wear > 0:
+            return p.displacement_factor * max(0.0, 1.0 - wear / 100.0 * p.revolutions / 1000.0)
+        return p.displacement_factor
+
+    def density_now_g_ml(self) -> float:
+        """The fluid's density at the lab temperature now (temperature drift, if any)."""
+        prm = self.params
+        return prm.density_g_ml - WATER_DRHO_DT_G_ML_K * prm.temperature_drift_c_per_day * self.t_s / 86400.0
+
     def _coefficients(self, q_pump_ml_h: float | None) -> tuple[float, float, float, float]:
         """(q_pump, g_out, g_leak, p_sink) for the current valves; q_pump defaults to the pump's
         mean rate (what a step will deliver before stepper quantisation)."""
@@ -379,7 +414,7 @@ class FluidLine:
         if q_pump_ml_h is None:
             q_pump_ml_h = 0.0
             if p.running and not p.stalled and p.rate_ml_h > 0:
-                q_pump_ml_h = p.rate_ml_h * p.displacement_factor * (1.0 if p.infuse else -1.0)
+                q_pump_ml_h = p.rate_ml_h * self.displacement() * (1.0 if p.infuse else -1.0)
         r_out = self._out_resistance()
         p_sink = 0.0 if self.disconnected else prm.back_pressure_kpa
         g_out = 0.0 if math.isinf(r_out) else 1.0 / r_out
@@ -431,6 +466,7 @@ class FluidLine:
             self.outlet_flow_ml_h = 0.0
         else:
             self.totals.delivered_ml += out_ml
+            self._delivered_g += out_ml * self.density_now_g_ml()
             self.outlet_flow_ml_h = g_out * (p1 - p_sink)  # at the end of the step (steps can be long)
         self.leak_flow_ml_h = g_leak * p1
         if p.kind == "syringe" and p.running and (p1 > p.stall_pressure_kpa or p.force_stall):
@@ -447,7 +483,7 @@ class FluidLine:
         mass m(s) = m0 + a·s + B·(1 − e^(−β·s)) (steady outflow, the line's transient, evaporation),
         so the display is right whatever the step length."""
         prm = self.params
-        d = prm.density_g_ml
+        d = self.density_now_g_ml()
         g_out = 0.0 if seg.disconnect else seg.g_out  # a disconnected catheter spills off the balance
         if seg.b_per_h > 0 and g_out > 0:
             a = (d * g_out * (seg.p_inf_kpa - seg.p_sink_kpa) - prm.evaporation_g_h) / ML_H_PER_ML_S
@@ -468,7 +504,7 @@ class FluidLine:
     # -- readings (what sensors see) ----------------------------------------------------------
 
     def true_mass_g(self) -> float:
-        return self.vessel_g + self.totals.delivered_ml * self.params.density_g_ml - self.evaporated_g
+        return self.vessel_g + self._delivered_g - self.evaporated_g
 
     def balance_reading_g(self) -> tuple[float, bool]:
         """(net reading rounded to resolution, stable?) — stable when settled within 2 digits."""

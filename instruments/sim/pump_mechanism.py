@@ -23,7 +23,7 @@ class DisplacementCounter:
         """Account for what the model pumped since the last update (direction from its sign)."""
         delta_ml = model.totals.pumped_ml - self._last_pumped_ml
         self._last_pumped_ml = model.totals.pumped_ml
-        factor = model.pump.displacement_factor
+        factor = model.displacement()  # the pump counts commanded volume: faults and wear are not in it
         commanded_ml = delta_ml / factor if factor > 0 else 0.0
         if commanded_ml >= 0:
             self.infused_ml += commanded_ml

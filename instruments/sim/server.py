@@ -42,7 +42,7 @@ class SimServer:
 
     def __init__(self, station: Station) -> None:
         self.station = station
-        params = LineParams(density_g_ml=station.fluid.density_g_ml)
+        params = LineParams(density_g_ml=station.fluid.density_g_ml, **station.sim.drift)
         self.world = SimWorld(
             virtual=station.clock == "virtual",
             params=params,

@@ -133,7 +133,15 @@ _SIM: dict[str, Key] = {
     "attach": Key("str", check=lambda v: None if v.strip() else "is empty; give the resources "
                   "file written by `rig sim serve`, or remove the key to start a simulated bench"),
     "seed": Key("int", default=1, low=0, high=2**32 - 1),
+    # slow effects of the simulated bench (instruments.sim.model.LineParams documents each); 0 = off
+    "evaporation_g_h": Key("number", default=0.0, low=0.0, high=0.1, unit="g/h"),
+    "tubing_wear_pct_per_1000_rev": Key("number", default=0.0, low=0.0, high=100.0, unit="%"),
+    "stick_slip_below_ml_h": Key("number", default=0.0, low=0.0, high=10.0, unit="mL/h"),
+    "stick_slip_ml": Key("number", default=0.0005, low=1e-6, high=0.1, unit="mL"),
+    "temperature_drift_c_per_day": Key("number", default=0.0, low=-5.0, high=5.0, unit="°C/day"),
 }
+SIM_DRIFT_KEYS = ("evaporation_g_h", "tubing_wear_pct_per_1000_rev", "stick_slip_below_ml_h", "stick_slip_ml",
+                  "temperature_drift_c_per_day")
 
 _FLUID: dict[str, Key] = {
     "name": Key("str", default="water"),
@@ -231,7 +239,8 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
         clock=st["clock"],
         calibration_policy=st["calibration_policy"],
         runs_dir=_resolve(base, st["runs_dir"]),
-        sim=SimConfig(attach=_resolve(base, attach) if attach else None, seed=sim["seed"]),
+        sim=SimConfig(attach=_resolve(base, attach) if attach else None, seed=sim["seed"],
+                      drift={k: float(sim[k]) for k in SIM_DRIFT_KEYS if k in sim}),
         fluid=FluidConfig(name=fluid["name"], density_g_ml=float(fluid["density_g_ml"])),
         safety=SafetyConfig(max_line_pressure_kpa=float(safety["max_line_pressure_kpa"])),
         instruments=instruments,

@@ -32,6 +32,7 @@ class InstrumentConfig:
 class SimConfig:
     attach: Path | None = None  # resources file of a running `rig sim serve`
     seed: int = 1
+    drift: dict[str, float] = field(default_factory=dict)  # slow model effects (LineParams fields)
 
 
 @dataclass(frozen=True)
