@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 KINK_VOLTS_PER_PCT = 0.1  # 0..100 % restriction = 0..10 V
 AI_RANGE_V = 10.0
 AO_READBACK_TOLERANCE_V = 0.02
-BUFFER_SECONDS = 120.0  # device input buffer: room for the reader to fall behind this long
-MAX_CHUNKS_PER_READ = 128  # how many waiting chunks one read may fetch
+BUFFER_SECONDS = 600.0  # device input buffer: room for the reader to fall behind this long
+MAX_CHUNKS_PER_READ = 512  # how many waiting chunks one read may fetch
 LATEST_KEYS = {  # what procedures and the live display ask for
     "pressure_upstream": "pressure_upstream_kpa",
     "pressure_downstream": "pressure_downstream_kpa",
@@ -512,6 +512,14 @@ class Daq:
         return chunks * self.chunk_samples
 
     def _publish(self, chunk: DaqChunk) -> None:
+        """Listeners first, then the chunk counts as delivered: whoever waits for a sample
+        (``wait_for_sample``, a virtual clock before it moves on) then knows the interlock has
+        already acted on it."""
+        for listener in list(self._listeners):
+            try:
+                listener(chunk)
+            except Exception:  # noqa: BLE001 - a listener bug must not stop the acquisition
+                log.exception("%s: chunk listener %r failed", self.name, listener)
         last = chunk.first_index + chunk.n - 1
         latest = {c.latest_key: float(chunk.data[i, -1]) for i, c in enumerate(self.ai_channels)}
         latest["sample_index"] = last
@@ -519,11 +527,6 @@ class Daq:
         with self._latest_cond:
             self._latest = latest
             self._latest_cond.notify_all()
-        for listener in list(self._listeners):
-            try:
-                listener(chunk)
-            except Exception:  # noqa: BLE001 - a listener bug must not stop the acquisition
-                log.exception("%s: chunk listener %r failed", self.name, listener)
 
     def _fail(self, writer: StreamWriter, at_sample: int, detail: str, cls: type[InstrumentError]) -> None:
         """Mark the acquisition failed and tell every failure listener (the interlock trips on it)."""

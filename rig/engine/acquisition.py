@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from rig.engine.display import Display
-from rig.engine.interlock import Interlock
+from rig.engine.interlock import PRESSURE_CHANNEL, Interlock
 from rig.engine.run_log import RunLog
 from rig.engine.signals import ABORTED, AbortFlag
 from rig.record import utc_now
 from rig.station.bench import describe_error
 
-DAQ_PACE_S = 20.0  # longest virtual-time jump while the DAQ acquires (its buffer holds ~30 s)
+DAQ_PACE_S = 300.0  # longest virtual-time jump while the DAQ acquires (its buffer holds 600 s)
 DAQ_DRAIN_TIMEOUT_S = 10.0  # wall time allowed for the DAQ reader to catch up after a jump
 STATS_FIELDS = ("samples", "chunks", "read_timeouts", "reader_cpu_s", "error")
 LIVE_CHANNELS = (("pressure_upstream_kpa", "kPa", True), ("pressure_downstream_kpa", "kPa", True),
@@ -49,11 +49,21 @@ class Acquisition:
         limit = self._bench.station.safety.max_line_pressure_kpa
         self._interlock = Interlock(limit_kpa=limit, stop_pump=self._bench.pump.stop, daq=self._daq,
                                     on_trip=self._on_trip)
+        self._set_guard({"channel": PRESSURE_CHANNEL, "above": limit, "chunk_samples": int(self._daq.chunk_samples)})
         self._log.append("event", kind="interlock", detail=f"armed at {limit:g} kPa",
                          t_proc_s=round(self._log.now_s(), 6), t_utc=utc_now())
 
+    def _set_guard(self, guard: dict[str, Any] | None) -> None:
+        """Virtual time: while the interlock is armed no clock jump may run past the end of the DAQ
+        chunk in which the line pressure crossed its limit (rig.station.clock.VirtualClock.guard),
+        so the interlock acts within one chunk of the crossing, as in real time."""
+        clock = self._bench.clock
+        if getattr(clock, "virtual", False) and hasattr(clock, "guard"):
+            clock.guard = guard
+
     def disarm_interlock(self) -> None:
         """Detach the interlock from the DAQ (which outlives the run)."""
+        self._set_guard(None)
         interlock, self._interlock = self._interlock, None
         if interlock is not None:
             interlock.detach()
@@ -72,6 +82,7 @@ class Acquisition:
 
     def _on_trip(self, reason: str) -> None:
         """Called by the interlock (any thread) after it has stopped the pump."""
+        self._set_guard(None)
         text = str(reason) or "overpressure"
         self._abort.request(ABORTED, f"interlock tripped: {text}")
         try:
@@ -82,7 +93,11 @@ class Acquisition:
     def start(self) -> None:
         """Stream every AI channel to raw/daq.f64."""
         if self._daq is not None and hasattr(self._daq, "start_acquisition"):
-            self._daq.start_acquisition(self._log.raw_dir / "daq.f64")
+            path = self._log.raw_dir / "daq.f64"
+            if self._bench.clock.virtual:  # the clock reports every jump: one read per jump, no polling
+                self._daq.start_acquisition(path, paced=True)
+            else:
+                self._daq.start_acquisition(path)
             self._t0_s = self._bench.clock.now_s()
             self._acquiring = True
 
@@ -100,19 +115,24 @@ class Acquisition:
 
     def advance_virtual(self, dt_s: float) -> None:
         """Advance virtual time. While the DAQ acquires, go in slices no longer than
-        DAQ_PACE_S and let its reader drain each one: the device buffer holds only seconds,
-        and a 30 s jump would overflow it (and blind the overpressure interlock meanwhile)."""
+        DAQ_PACE_S and let its reader drain each one: the device buffer holds only so much, and
+        the interlock must see every chunk before time moves on. A slice ends early when the line
+        pressure crossed the interlock's limit (the clock's guard): the reader then delivers that
+        chunk, the interlock trips within it, and its abort request ends the loop."""
         clock = self._bench.clock
         if not self._acquiring:
             clock.sleep(dt_s)
             return
         remaining = dt_s
         while remaining > 1e-12 and self._abort.requested is None:
-            step = min(DAQ_PACE_S, remaining)
-            clock.sleep(step)
-            remaining -= step
+            before = clock.now_s()
+            clock.sleep(min(DAQ_PACE_S, remaining))
+            advanced = clock.now_s() - before
             # False means the acquisition failed: its failure listener trips the interlock.
             self._daq.wait_for_elapsed(clock.now_s() - self._t0_s, DAQ_DRAIN_TIMEOUT_S)
+            if advanced <= 1e-9:  # a guard that cannot make progress must not hang the run
+                self._set_guard(None)
+            remaining -= advanced
 
     def show_live(self) -> None:
         """Pressures and flow on the display, if the bench has a DAQ (a failure is recorded once)."""
