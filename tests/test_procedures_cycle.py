@@ -65,6 +65,7 @@ def test_an_interval_the_reservoir_cannot_hold_is_refused_naming_what_fits() -> 
         parse_params(["interval_days=90"], PROCEDURE)
 
 
+@pytest.mark.timeout(600)  # ~15 s on a quiet 2-core machine; days of virtual time under load take longer
 def test_one_day_interval_passes_end_to_end(tmp_path: Path) -> None:
     run = run_procedure(tmp_path, "reservoir_cycle", SHORT, answers=REFILLED,
                         **{"sim.evaporation_g_h": 0.0005})  # the blank must take it out
@@ -79,14 +80,16 @@ def test_one_day_interval_passes_end_to_end(tmp_path: Path) -> None:
     assert [row.split(",")[1] for row in daily[1:]] == ["interval", "after_refill"]
 
 
+@pytest.mark.timeout(600)
 def test_tubing_wear_shows_as_drift_and_fails(tmp_path: Path) -> None:
     # Peristaltic stand-in with worn tubing: 20 % flow per 1000 head revolutions. At 0.1981 mL/day
     # and 2.45 µL per revolution the head turns ~81 times a day: the daily error falls by ~1.6 %
-    # a day, far past the 0.05 %/day drift limit, while each day alone is still within ±5 %.
+    # a day, −3.2 % over the 2-day interval, past the ±2 % drift limit, while each day alone is
+    # still within ±5 %.
     pump = copy.deepcopy(PERISTALTIC_PUMP)
     run = run_procedure(tmp_path, "reservoir_cycle", {**SHORT, "interval_days": 2}, answers=REFILLED,
                         **{"instruments.pump": pump, "sim.tubing_wear_pct_per_1000_rev": 20.0})
     assert run.outcome == "FAIL"
     assert M_DRIFT in run.failed()
-    assert run.value(M_DRIFT) < -0.5
+    assert run.value(M_DRIFT) < -2.5
     assert M_ALARM not in run.failed()
