@@ -129,6 +129,21 @@ ChunkListener = Callable[[DaqChunk], None]
 FailureListener = Callable[[str], None]
 
 
+@dataclass
+class _Stream:
+    """What reading one acquisition needs (the reader thread's, or the paced caller's)."""
+
+    task: Any
+    writer: StreamWriter
+    reader: Any
+    names: tuple[str, ...]
+    scale: np.ndarray
+    offset: np.ndarray
+    buf: np.ndarray
+    timeout_s: float
+    next_index: int = 0
+
+
 class Daq:
     """The rig's NI DAQ: ``latest()`` values, valve outputs, streamed acquisition, safe state."""
 
@@ -171,9 +186,8 @@ class Daq:
         self._reader: threading.Thread | None = None
         self._ai_task: Any = None
         self._stop = threading.Event()
-        self._paced = False  # a virtual clock owns time: read what wait_for_elapsed says exists
-        self._pace_target = 0  # samples per channel the clock has let exist (paced mode)
-        self._pace_cond = threading.Condition()
+        self._paced: _Stream | None = None  # paced acquisition: read by wait_for_elapsed's caller
+        self._paced_lock = threading.RLock()
         self._failure: InstrumentError | None = None
         self.stats = AcquisitionStats()
         self._valves = {v: False for v in self.valve_physical}
@@ -382,16 +396,19 @@ class Daq:
 
     @property
     def acquiring(self) -> bool:
+        if self._paced is not None:
+            return self._failure is None
         return self._reader is not None and self._reader.is_alive()
 
     def start_acquisition(self, out_path: str | Path, *, paced: bool = False) -> Path:
         """Start continuous acquisition of every AI channel, streaming to ``out_path``.
 
         ``paced``: the caller owns time (a virtual clock) and reports every jump with
-        ``wait_for_elapsed``; the reader then never polls the device for what is waiting, it reads
-        exactly the whole chunks that jump produced, in one call (one round trip per jump instead
-        of three)."""
-        if self._reader is not None:
+        ``wait_for_elapsed``, which then reads exactly the whole chunks that jump produced, in one
+        call, in the caller's thread, and hands them to the listeners before it returns: no reader
+        thread, no polling of the device, no thread hand-offs (each costs up to a GIL switch
+        interval) — one round trip per jump instead of three."""
+        if self._reader is not None or self._paced is not None:
             raise InstrumentReportedError(self.name, "start_acquisition", "acquisition is already running")
         if not self.ai_channels:
             raise DaqConfigError(f"instruments.{self.name}: no analog input channels are configured")
@@ -422,88 +439,99 @@ class Daq:
         self.stats = AcquisitionStats(path=Path(out_path), started_monotonic=time.monotonic())
         self._failure = None
         self._latest = None
-        self._paced, self._pace_target = paced, 0
         self._stop.clear()
+        if paced:
+            self._paced = self._stream(task, writer)
+            return Path(out_path)
         self._reader = threading.Thread(target=self._read_loop, args=(task, writer), name=f"{self.name}-reader", daemon=True)
         self._reader.start()
         return Path(out_path)
 
-    def _read_loop(self, task: Any, writer: StreamWriter) -> None:
+    def _stream(self, task: Any, writer: StreamWriter) -> "_Stream":
         reader = AnalogMultiChannelReader(task.in_stream)
         reader.verify_array_shape = False
         n_ch = len(self.ai_channels)
-        names = tuple(c.name for c in self.ai_channels)
-        scale = np.array([c.scale_per_volt for c in self.ai_channels])[:, None]
-        offset = np.array([c.offset for c in self.ai_channels])[:, None]
-        buf = np.zeros((n_ch, self.chunk_samples * MAX_CHUNKS_PER_READ))
-        # Long enough for a chunk in real time; in virtual time a timeout just means "no time passed".
-        timeout_s = max(self.timeout_ms / 1000, 3 * self.chunk_samples / self.rate_hz)
-        next_index = 0
+        return _Stream(
+            task=task, writer=writer, reader=reader,
+            names=tuple(c.name for c in self.ai_channels),
+            scale=np.array([c.scale_per_volt for c in self.ai_channels])[:, None],
+            offset=np.array([c.offset for c in self.ai_channels])[:, None],
+            buf=np.zeros((n_ch, self.chunk_samples * MAX_CHUNKS_PER_READ)),
+            # Long enough for a chunk in real time; in virtual time a timeout just means "no time passed".
+            timeout_s=max(self.timeout_ms / 1000, 3 * self.chunk_samples / self.rate_hz),
+        )
+
+    def _read_loop(self, task: Any, writer: StreamWriter) -> None:
+        stream = self._stream(task, writer)
         cpu0 = time.thread_time()
         try:
             while True:
                 stopping = self._stop.is_set()
-                try:
-                    want = self._samples_to_read(task, next_index)
-                    n = reader.read_many_sample(buf[:, :want], want, timeout=timeout_s)
-                    volts = buf[:, :want]
-                    error: nidaqmx.errors.DaqError | None = None
-                except nidaqmx.errors.DaqReadError as exc:
-                    # Partial reads are packed: channel c's samples start at c·n.
-                    n = exc.samps_per_chan_read
-                    volts = buf[:, :want].copy().reshape(-1)[: n_ch * n].reshape(n_ch, n)
-                    error = exc
-                except nidaqmx.errors.DaqError as exc:
-                    n, volts, error = 0, buf[:, :0], exc
-                except nidaqmx.errors.RpcError as exc:
-                    self._fail(writer, next_index, f"NI gRPC device server {self.grpc_server}: {exc}", InstrumentDisconnected)
-                    return
-                if n:
-                    data = volts[:, :n] * scale + offset
-                    try:
-                        writer.write(next_index, data)
-                    except OSError as exc:  # disk full, quota, I/O error: the stream is lost
-                        self._fail(writer, next_index, f"cannot write the sample stream to disk: {exc}",
-                                   InstrumentReportedError)
-                        return
-                    chunk = DaqChunk(next_index, self.rate_hz, names, data)
-                    next_index += n
-                    self._publish(chunk)
-                    self.stats.samples = next_index
-                    self.stats.chunks += 1
+                want = self._samples_to_read(task)
+                result = self._read_once(stream, want, stopping)
                 self.stats.reader_cpu_s = time.thread_time() - cpu0
-                if error is not None:
-                    if stopping or self._stop.is_set():
-                        return  # the stop woke the read; what was acquired has been saved
-                    if error.error_code == DAQmxErrors.SAMPLES_NOT_YET_AVAILABLE:
-                        self.stats.read_timeouts += 1
-                        continue
-                    self._fail(writer, next_index, f"DAQmx error {error.error_code}: {str(error).splitlines()[0]}", InstrumentReportedError)
-                    return
-                if stopping:
+                if result != "more" or stopping:
                     return
         finally:
             self.stats.reader_cpu_s = time.thread_time() - cpu0
-            try:
-                writer.close()
-            except OSError as exc:
-                log.warning("%s: closing the sample stream: %s", self.name, exc)
+            self._close_stream(stream)
 
-    def _samples_to_read(self, task: Any, next_index: int) -> int:
+    def _close_stream(self, stream: "_Stream") -> None:
+        try:
+            stream.writer.close()
+        except OSError as exc:
+            log.warning("%s: closing the sample stream: %s", self.name, exc)
+
+    def _read_once(self, stream: "_Stream", want: int, stopping: bool) -> str:
+        """One read of ``want`` samples per channel: scale, stream to disk, hand to the listeners.
+        Returns "more" (keep reading), "done" (stopped; what was acquired is saved) or "failed"."""
+        n_ch = stream.buf.shape[0]
+        try:
+            n = stream.reader.read_many_sample(stream.buf[:, :want], want, timeout=stream.timeout_s)
+            volts = stream.buf[:, :want]
+            error: nidaqmx.errors.DaqError | None = None
+        except nidaqmx.errors.DaqReadError as exc:
+            # Partial reads are packed: channel c's samples start at c·n.
+            n = exc.samps_per_chan_read
+            volts = stream.buf[:, :want].copy().reshape(-1)[: n_ch * n].reshape(n_ch, n)
+            error = exc
+        except nidaqmx.errors.DaqError as exc:
+            n, volts, error = 0, stream.buf[:, :0], exc
+        except nidaqmx.errors.RpcError as exc:
+            self._fail(stream.writer, stream.next_index, f"NI gRPC device server {self.grpc_server}: {exc}",
+                       InstrumentDisconnected)
+            return "failed"
+        if n:
+            data = volts[:, :n] * stream.scale + stream.offset
+            try:
+                stream.writer.write(stream.next_index, data)
+            except OSError as exc:  # disk full, quota, I/O error: the stream is lost
+                self._fail(stream.writer, stream.next_index, f"cannot write the sample stream to disk: {exc}",
+                           InstrumentReportedError)
+                return "failed"
+            chunk = DaqChunk(stream.next_index, self.rate_hz, stream.names, data)
+            stream.next_index += n
+            self._publish(chunk)
+            self.stats.samples = stream.next_index
+            self.stats.chunks += 1
+        if error is not None:
+            if stopping or self._stop.is_set():
+                return "done"  # the stop woke the read; what was acquired has been saved
+            if error.error_code == DAQmxErrors.SAMPLES_NOT_YET_AVAILABLE:
+                self.stats.read_timeouts += 1
+                return "more"
+            self._fail(stream.writer, stream.next_index, f"DAQmx error {error.error_code}: {str(error).splitlines()[0]}",
+                       InstrumentReportedError)
+            return "failed"
+        return "more"
+
+    def _samples_to_read(self, task: Any) -> int:
         """One chunk, or every whole chunk already waiting when the reader is behind.
 
-        Why: after a jump of virtual time (or a stall of the reader) many chunks wait in the
-        device buffer; fetching them in one call instead of one call per chunk is what keeps
-        a 2-hour virtual run to seconds. Costs one attribute query per read in real time; paced,
-        the clock says how many there are and nothing is queried.
+        Why: after a stall of the reader many chunks wait in the device buffer; fetching them in
+        one call instead of one call per chunk keeps it from falling further behind. Costs one
+        attribute query per read.
         """
-        if self._paced:
-            with self._pace_cond:
-                while self._pace_target <= next_index and not self._stop.is_set():
-                    self._pace_cond.wait(1.0)
-                if self._pace_target > next_index and not self._stop.is_set():
-                    return min(self._pace_target - next_index, MAX_CHUNKS_PER_READ * self.chunk_samples)
-            # stopping: read what is left, as unpaced
         try:
             waiting = int(task.in_stream.avail_samp_per_chan)
         except (nidaqmx.errors.DaqError, nidaqmx.errors.RpcError):
@@ -551,10 +579,10 @@ class Daq:
         """
         if self._failure is not None:
             raise self._failure
-        if self._reader is None:
+        if self._reader is None and self._paced is None:
             raise InstrumentReportedError(self.name, "latest", "acquisition is not running; call start_acquisition first")
         with self._latest_cond:
-            if self._latest is None:
+            if self._latest is None and self._paced is None:  # paced: nothing arrives while we wait
                 self._latest_cond.wait(self.timeout_ms / 1000)
             if self._failure is not None:
                 raise self._failure
@@ -581,20 +609,23 @@ class Daq:
         last_full_chunk = (samples // self.chunk_samples) * self.chunk_samples - 1
         if not self.acquiring or last_full_chunk < 0:
             return True
-        if self._paced:
-            with self._pace_cond:
-                if last_full_chunk + 1 > self._pace_target:
-                    self._pace_target = last_full_chunk + 1
-                    self._pace_cond.notify_all()
+        stream = self._paced
+        if stream is not None:
+            with self._paced_lock:  # one paced reader at a time
+                while stream.next_index <= last_full_chunk:
+                    want = min(last_full_chunk + 1 - stream.next_index, MAX_CHUNKS_PER_READ * self.chunk_samples)
+                    if self._read_once(stream, want, False) == "failed":
+                        return False
+            return True
         return self.wait_for_sample(last_full_chunk, timeout_s)
 
     def stop_acquisition(self) -> AcquisitionStats:
         """Stop the task; the reader saves what was acquired and exits. Returns its statistics."""
+        if self._paced is not None:
+            return self._stop_paced()
         if self._reader is None:
             return self.stats
         self._stop.set()
-        with self._pace_cond:
-            self._pace_cond.notify_all()
         task, self._ai_task = self._ai_task, None
         try:
             with self._op("stop_acquisition"):
@@ -610,6 +641,40 @@ class Daq:
         except Exception:  # noqa: BLE001 - the server may be gone already
             pass
         self.stats.stopped_monotonic = time.monotonic()
+        return self.stats
+
+    def _stop_paced(self) -> AcquisitionStats:
+        """Stop a paced acquisition: save what the device still holds, close the stream."""
+        stream, self._paced = self._paced, None
+        assert stream is not None
+        self._stop.set()
+        task, self._ai_task = self._ai_task, None
+        cpu0 = time.thread_time()
+        try:
+            if self._failure is None:
+                try:
+                    left = int(task.in_stream.avail_samp_per_chan)
+                except (nidaqmx.errors.DaqError, nidaqmx.errors.RpcError):
+                    left = 0
+                while left > 0:
+                    want = min(left, MAX_CHUNKS_PER_READ * self.chunk_samples)
+                    before = stream.next_index
+                    if self._read_once(stream, want, True) != "more" or stream.next_index == before:
+                        break
+                    left -= stream.next_index - before
+            try:
+                with self._op("stop_acquisition"):
+                    task.stop()
+            except InstrumentError as exc:
+                log.warning("%s", exc)
+        finally:
+            self.stats.reader_cpu_s += time.thread_time() - cpu0
+            self._close_stream(stream)
+            try:
+                task.close()
+            except Exception:  # noqa: BLE001 - the server may be gone already
+                pass
+            self.stats.stopped_monotonic = time.monotonic()
         return self.stats
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -205,7 +205,7 @@ def watch(ctx: StepContext, duration_s: float, until: Callable[[], bool] | None 
             return now
         if now >= end - 1e-9:
             return None
-        ctx.wait(min(every_s, end - now))
+        ctx.wait(min(every_s, end - now), every_s=every_s)  # one clock jump per look, not 10 s ticks
         if on_tick is not None:
             on_tick(ctx.now_s())
 
