@@ -37,7 +37,7 @@ from nidaqmx.stream_readers import AnalogMultiChannelReader, DigitalMultiChannel
 from nidaqmx.stream_writers import AnalogSingleChannelWriter, DigitalMultiChannelWriter
 
 from instruments.daq_channels import KINK, OPTIONS, VALVES
-from instruments.daq_stream import StreamWriter
+from instruments.daq_stream import AveragingStreamWriter, StreamWriter
 from instruments.errors import (
     InstrumentDisconnected,
     InstrumentError,
@@ -400,8 +400,11 @@ class Daq:
             return self._failure is None
         return self._reader is not None and self._reader.is_alive()
 
-    def start_acquisition(self, out_path: str | Path, *, paced: bool = False) -> Path:
+    def start_acquisition(self, out_path: str | Path, *, paced: bool = False, stored_rate_hz: float | None = None) -> Path:
         """Start continuous acquisition of every AI channel, streaming to ``out_path``.
+
+        ``stored_rate_hz``: keep block means at about this rate on disk instead of every sample
+        (instruments.daq_stream.AveragingStreamWriter); listeners still get every sample.
 
         ``paced``: the caller owns time (a virtual clock) and reports every jump with
         ``wait_for_elapsed``, which then reads exactly the whole chunks that jump produced, in one
@@ -435,7 +438,8 @@ class Daq:
             "calibration": {c.name: {"scale_per_volt": c.scale_per_volt, "offset": c.offset} for c in self.ai_channels},
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        writer = StreamWriter(out_path, header)
+        average = 1 if not stored_rate_hz else max(1, round(self.rate_hz / stored_rate_hz))
+        writer = StreamWriter(out_path, header) if average == 1 else AveragingStreamWriter(out_path, header, average)
         self.stats = AcquisitionStats(path=Path(out_path), started_monotonic=time.monotonic())
         self._failure = None
         self._latest = None

@@ -273,3 +273,21 @@ def test_paced_reader_reads_each_jump_in_one_call(world: SimWorld, daq: Daq, tmp
     assert stats.samples == 10 * 10 * int(RATE_HZ)
     assert stats.read_timeouts == 0
     assert stats.chunks <= 10 + 1  # one read per jump (+ what is left at stop)
+
+
+def test_averaging_stream_keeps_block_means_and_says_so(tmp_path: Path) -> None:
+    # average 4 over chunks of 3 and 6 samples (9 in all): means of 0..3 and 4..7 are stored
+    # (1.5 and 5.5; the second channel ten times that), the last lone sample is not.
+    from instruments.daq_stream import AveragingStreamWriter
+
+    header = {"channels": ["a", "b"], "rate_hz": 20.0, "units": ["kPa", "kPa"]}
+    writer = AveragingStreamWriter(tmp_path / "s.f64", header, 4)
+    data = np.vstack([np.arange(9.0), 10 * np.arange(9.0)])
+    writer.write(0, data[:, :3])
+    writer.write(3, data[:, 3:])
+    writer.close()
+    stream = read_stream(tmp_path / "s.f64")
+    assert stream.column("a").tolist() == [1.5, 5.5]
+    assert stream.column("b").tolist() == [15.0, 55.0]
+    assert stream.header["rate_hz"] == 5.0 and stream.header["acquired_rate_hz"] == 20.0
+    assert stream.header["averaged_samples"] == 4 and stream.gaps() == []

@@ -90,14 +90,14 @@ class Acquisition:
         except Exception:  # noqa: BLE001 - the abort request above is what matters
             pass
 
-    def start(self) -> None:
-        """Stream every AI channel to raw/daq.f64."""
+    def start(self, stored_hz: float | None = None) -> None:
+        """Stream every AI channel to raw/daq.f64 (block means at ``stored_hz`` when given)."""
         if self._daq is not None and hasattr(self._daq, "start_acquisition"):
             path = self._log.raw_dir / "daq.f64"
+            options: dict[str, Any] = {"stored_rate_hz": stored_hz} if stored_hz else {}
             if self._bench.clock.virtual:  # the clock reports every jump: one read per jump, no polling
-                self._daq.start_acquisition(path, paced=True)
-            else:
-                self._daq.start_acquisition(path)
+                options["paced"] = True
+            self._daq.start_acquisition(path, **options)
             self._t0_s = self._bench.clock.now_s()
             self._acquiring = True
 

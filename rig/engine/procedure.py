@@ -158,6 +158,9 @@ class Procedure:
     description: str = ""
     # Cross-parameter rules: each returns why a combination is not allowed, or None.
     checks: tuple[Callable[[Mapping[str, float]], str | None], ...] = ()
+    # DAQ samples kept on disk: None = every sample; else block means at about this rate (a
+    # weeks-long procedure keeps a trend, not 41 MB a day; the interlock still sees every sample)
+    daq_stored_hz: float | None = None
     source_path: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

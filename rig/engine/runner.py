@@ -149,7 +149,7 @@ class Runner:
                 self._run_started(log)
                 self.guard.watch(log)
                 acquisition.arm_interlock()
-                acquisition.start()
+                acquisition.start(self.procedure.daq_stored_hz)
                 services = RunServices(self.params.values, self.state, self.bench, self.abort, self.display,
                                        log, judge, acquisition)
                 for index, step in enumerate(self.procedure.steps):
