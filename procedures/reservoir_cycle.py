@@ -55,18 +55,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from procedures._common import (
-    ITEM_SERIAL,
-    SETUP_LINE,
-    BalanceLog,
-    density_g_ml,
-    pump_alarm,
-    set_rate,
-    start_pump,
-    stop_pump,
-    tare,
-    watch,
-)
+from procedures._gravimetry import BalanceLog, density_g_ml, tare
+from procedures._line_monitor import watch
+from procedures._pump import pump_alarm, set_rate, start_pump, stop_pump
+from procedures._setup import ITEM_SERIAL, SETUP_LINE
 from rig.engine.context import StepContext
 from rig.engine.operator import Instruction
 from rig.engine.procedure import Measurement, Parameter, Procedure, Step
