@@ -21,10 +21,10 @@ display (1 µL steps) below 1 %.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from instruments.pump import PumpAlarm
+from procedures._uncertainty import gravimetric_uncertainty
 from rig.engine.context import StepContext
 from rig.engine.operator import Entry, Instruction
 from rig.engine.procedure import Measurement, Parameter, Procedure, Step
@@ -123,10 +123,11 @@ def evaluate(ctx: StepContext) -> None:
     pumping_h = (ctx.state["t_stop_s"] - ctx.state["t_start_s"]) / 3600.0
     programmed_ml = rate_ml_h * pumping_h
     delivered_ml = (ctx.state["mass_end_g"] - ctx.state["mass_start_g"]) / density
-    # Two readings, each ± half a resolution step (rectangular): expanded (k = 2) uncertainty.
-    u_ml = math.sqrt(2.0) * (BALANCE_RESOLUTION_G / math.sqrt(12.0)) / density
+    # GUM budget (k = 2) of the two stable readings, from the station balance's calibration data
     ctx.measure("volume_error_pct", 100.0 * (delivered_ml - programmed_ml) / programmed_ml,
-                uncertainty=200.0 * u_ml / programmed_ml,
+                uncertainty=gravimetric_uncertainty(
+                    ctx, mass_g=programmed_ml * density, duration_s=pumping_h * 3600.0, density_g_ml=density,
+                    what="delivered volume error", resolution_g=BALANCE_RESOLUTION_G),
                 detail=f"delivered {delivered_ml:.5f} mL vs programmed {programmed_ml:.5f} mL")
 
     t_start, t_stop = ctx.state["t_start_s"], ctx.state["t_stop_s"]

@@ -31,6 +31,7 @@ from procedures._gravimetry import BalanceLog, density_g_ml, tare
 from procedures._line_monitor import LineMonitor, watch
 from procedures._pump import pump_alarm, start_pump, stop_pump
 from procedures._setup import ITEM_SERIAL, SETUP_LINE
+from procedures._uncertainty import gravimetric_uncertainty
 from rig.analysis.flow_metrics import (
     DEFAULT_MIN_DIGITS_PER_SAMPLE,
     TRUMPET_WINDOWS_MIN,
@@ -179,11 +180,15 @@ def evaluate(ctx: StepContext) -> None:
                      evaporation_g_h=p["evaporation_g_h"])
     _write_raw(ctx, result)
 
-    # two readings each ± half a digit (rectangular), expanded k = 2, relative to the window mass
-    u_g = math.sqrt(2.0) * p["balance_resolution_g"] / math.sqrt(12.0)
+    # GUM budget (k = 2) from the station balance's calibration data over the analysis window
     mean_ml_h = rate * (1 + result.mean_error_pct / 100.0)
+    window_s = (p["analysis_end_min"] - p["analysis_start_min"]) * 60.0
+    corrected = p["evaporation_g_h"] > 0
     ctx.measure(M_MEAN, result.mean_error_pct,
-                uncertainty=200.0 * u_g / result.analysed_mass_g if result.analysed_mass_g > 0 else None,
+                uncertainty=gravimetric_uncertainty(
+                    ctx, mass_g=result.analysed_mass_g, duration_s=window_s, density_g_ml=density,
+                    what="mean flow error over the analysis window", resolution_g=p["balance_resolution_g"],
+                    evaporation_corrected=corrected),
                 detail=f"mean flow {mean_ml_h:.5g} mL/h vs set {rate:g} mL/h over "
                        f"{p['analysis_start_min']:g}..{p['analysis_end_min']:g} min "
                        f"({len(result.analysed_ml_h)} samples of S = {s_min:g} min, d = {density:g} g/mL, "
@@ -191,8 +196,13 @@ def evaluate(ctx: StepContext) -> None:
     for window in TRUMPET_WINDOWS_MIN:
         point = result.trumpet.point(window)  # the parameter checks guarantee every window
         detail = f"{point.windows} windows of {point.samples_per_window} samples"
-        ctx.measure(trumpet_name(window, "max"), point.max_error_pct, detail=detail)
-        ctx.measure(trumpet_name(window, "min"), point.min_error_pct, detail=detail)
+        # one observation window of P minutes: the mass the set rate delivers in it, over P minutes
+        u_window = gravimetric_uncertainty(
+            ctx, mass_g=rate * density * window / 60.0, duration_s=window * 60.0, density_g_ml=density,
+            what=f"flow error of one {window:g}-min observation window", resolution_g=p["balance_resolution_g"],
+            evaporation_corrected=corrected)
+        ctx.measure(trumpet_name(window, "max"), point.max_error_pct, uncertainty=u_window, detail=detail)
+        ctx.measure(trumpet_name(window, "min"), point.min_error_pct, uncertainty=u_window, detail=detail)
 
     monitor = ctx.state["monitor"]
     sensor: list[float] = []
@@ -244,9 +254,11 @@ PROCEDURE = Procedure(
         Parameter("analysis_end_min", "min", 120.0, low=31.0, high=2880.0,
                   description="end of the analysis window"),
         Parameter("density_g_ml", "g/mL", 0.0, low=0.0, high=2.0,
-                  description="fluid density d; 0 = the station's [fluid] density"),
+                  description="fluid density d; 0 = the station's [fluid] density",
+                  station_default="fluid.density_g_ml"),
         Parameter("evaporation_g_h", "g/h", 0.0, low=0.0, high=0.1,
-                  description="evaporation blank rate E of the open vessel, measured with the pump stopped"),
+                  description="evaporation blank rate E of the open vessel, measured with the pump stopped",
+                  zero_means="no evaporation correction (its bound is in the uncertainty budget)"),
         Parameter("balance_resolution_g", "g", 0.0001, low=1e-7, high=0.01,
                   description="readability of the balance (0.1 mg analytical, 1 µg micro)"),
         Parameter("balance_read_s", "s", 10.0, low=1.0, high=600.0,

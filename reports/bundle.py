@@ -133,7 +133,7 @@ def build_bundle(run_dir: Path, out_dir: Path | None = None, *, supersedes: str 
         manifest = build_manifest(
             partial, report_id=report_id, supersedes=supersedes, created_at=created_at, generator=generator,
             station=station_identity(record.started.get("station") or {}), run_id=run_id,
-            verdict=results["verdict"]["outcome"], known=known,
+            verdict=results["verdict"]["outcome"], known=known, conditions=results["verdict"]["conditions"],
         )
         manifest_bytes = canonical_json(manifest)
         (partial / MANIFEST_NAME).write_bytes(manifest_bytes)

@@ -19,6 +19,14 @@ from typing import Any
 
 import jinja2
 
+from reports.formatting import (
+    budget_rows,
+    limits_text,
+    parameter_effective,
+    requirement_text,
+    uncertainty_text,
+    value_text,
+)
 from reports.plots import Plot
 
 BLOCK_BEGIN = b"<!-- rig:signatures:begin -->"
@@ -48,27 +56,11 @@ def fmt_number(value: Any) -> str:
 
 
 def fmt_limits(m: dict[str, Any]) -> str:
-    low, high, unit = m.get("low"), m.get("high"), m.get("unit") or ""
-    if low is None and high is None:
-        return "none (recorded only)"
-    if low is None:
-        return f"≤ {fmt_number(high)} {unit}".strip()
-    if high is None:
-        return f"≥ {fmt_number(low)} {unit}".strip()
-    return f"{fmt_number(low)} … {fmt_number(high)} {unit}".strip()
+    return limits_text(m)
 
 
 def fmt_uncertainty(m: dict[str, Any]) -> str:
-    u = m.get("uncertainty")
-    unit = m.get("unit") or ""
-    if u is None:
-        return "not evaluated"
-    if isinstance(u, dict):
-        value = u.get("expanded", u.get("value", u.get("u")))
-        k = u.get("k", u.get("coverage_factor"))
-        text = f"± {fmt_number(value)} {u.get('unit', unit)}".strip()
-        return f"{text} (k = {fmt_number(k)})" if k is not None else text
-    return f"± {fmt_number(u)} {unit}".strip()
+    return uncertainty_text(m)
 
 
 def fmt_any(value: Any) -> str:
@@ -82,7 +74,9 @@ def fmt_any(value: Any) -> str:
     return fmt_number(value)
 
 
-_ENV.filters.update(num=fmt_number, limits=fmt_limits, uncertainty=fmt_uncertainty, any=fmt_any)
+_ENV.filters.update(num=fmt_number, limits=fmt_limits, uncertainty=fmt_uncertainty, any=fmt_any,
+                    value=value_text, budget=budget_rows, effective=parameter_effective)
+_ENV.globals.update(requirement=requirement_text)
 
 
 def render_signature_block(statements: list[dict[str, Any]]) -> bytes:

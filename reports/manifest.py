@@ -128,6 +128,7 @@ def list_payload(bundle: Path) -> tuple[list[str], list[str]]:
 def build_manifest(
     bundle: Path, *, report_id: str, supersedes: str | None, created_at: str, generator: dict[str, Any],
     station: dict[str, Any], run_id: str, verdict: str, known: dict[str, tuple[str, int]] | None = None,
+    conditions: list[str] | None = None,
 ) -> dict[str, Any]:
     """The manifest of ``bundle`` (everything already written except manifest and signatures).
 
@@ -159,6 +160,8 @@ def build_manifest(
         "station": station,
         "run_id": run_id,
         "verdict": verdict,
+        "conditions": list(conditions or []),
+        "simulated": bool(station.get("simulated", True)),
         "signature_block_version": SIGNATURE_BLOCK_VERSION,
         "files": files,
     }

@@ -6,6 +6,13 @@ views of it. Building it once, from the record alone, keeps the three views cons
 The overall verdict is the record's outcome, with one guard: a record that claims PASS while a
 measurement failed (or has no measurement at all) is reported as ERROR, so a bundle can never show
 PASS for a result that is not one. A record without ``run_finished`` is INCOMPLETE.
+
+Validity conditions: the outcome says what was measured; the conditions say whether the measurement
+can be relied on. Equipment out of calibration (or of unknown status) at the run date, a serial
+number that differs from what the instrument reports on a hardware station, or a record whose last
+line is torn each add one condition, and any condition makes the report NOT VALID FOR RELEASE
+whatever the outcome. A run on the simulated bench or a virtual clock is marked ``simulated``
+everywhere; it is never a measurement of real hardware.
 """
 
 from __future__ import annotations
@@ -20,11 +27,29 @@ RESULTS_SCHEMA = "rig.results/1"
 FAULT_EVENT_KINDS = ("fault_injected", "alarm", "detector", "interlock")
 
 
+NOT_VALID_PREFIX = "NOT VALID FOR RELEASE"
+
+
 def station_identity(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """Station id/name/location whether the snapshot nests them under "station" or not."""
+    """Station id/name/location/mode/clock whether the snapshot nests them under "station" or not,
+    and ``simulated``: anything but a hardware station on a real clock (unknown counts as simulated)."""
     inner = snapshot.get("station")
     source = inner if isinstance(inner, dict) else snapshot
-    return {key: source.get(key) for key in ("id", "name", "location", "mode", "clock")}
+    identity = {key: source.get(key) for key in ("id", "name", "location", "mode", "clock")}
+    identity["simulated"] = is_simulated(identity)
+    return identity
+
+
+def is_simulated(station: dict[str, Any]) -> bool:
+    """True unless the station says mode "hardware" and clock "real"."""
+    return not (station.get("mode") == "hardware" and station.get("clock") == "real")
+
+
+def release_text(conditions: list[str], simulated: bool = False) -> str:
+    """The one line shown wherever the verdict is: banner, CLI, JUnit, history. Simulated data is
+    never valid for release, but it is not a *condition* (nothing on the bench is wrong)."""
+    reasons = list(conditions) + (["simulated data"] if simulated else [])
+    return f"{NOT_VALID_PREFIX}: {'; '.join(reasons)}" if reasons else "valid for release"
 
 
 def _run_date(record: RunRecord) -> _dt.date | None:
@@ -66,11 +91,13 @@ def equipment(record: RunRecord) -> list[dict[str, Any]]:
         identity = entry.get("identity") if isinstance(entry.get("identity"), dict) else {}
         rows.append({
             "name": str(entry.get("name", name)),
+            "under_test": bool(entry.get("under_test", False)),
             "kind": entry.get("kind"),
             "driver": entry.get("driver"),
             "serial": entry.get("serial"),
             "model": identity.get("model") or entry.get("model"),
             "firmware": identity.get("firmware") or entry.get("firmware"),
+            "reported_serial": identity.get("serial"),
             "serial_mismatch": bool(entry.get("serial_mismatch", False)),
             "calibration_due": entry.get("calibration_due"),
             "calibration_status": calibration_status(entry, run_date),
@@ -99,14 +126,39 @@ def measurement_row(event: dict[str, Any]) -> dict[str, Any]:
         "outcome": outcome if outcome in ("pass", "fail") else "error",
         "uncertainty": event.get("uncertainty"),
         "decision_rule": event.get("decision_rule"),
+        "acceptance": event.get("acceptance", "simple"),
+        "value_type": event.get("value_type", "number"),
+        "criterion": event.get("criterion"),
         "t_proc_s": event.get("t_proc_s"),
         "step": event.get("step"),
         "detail": event.get("detail"),
     }
 
 
-def verdict(record: RunRecord, measurements: list[dict[str, Any]]) -> dict[str, Any]:
-    """The overall verdict: the record's outcome, never PASS unless every measurement passed."""
+def validity_conditions(record: RunRecord, rows: list[dict[str, Any]], station: dict[str, Any]) -> list[str]:
+    """Why the result cannot be relied on for release (empty: no known reason). See the docstring."""
+    conditions: list[str] = []
+    for row in rows:
+        if row["under_test"]:
+            continue  # the item under test is what is being verified, not a reference
+        if row["calibration_status"] == "OVERDUE":
+            conditions.append(f"{row['name']} calibration overdue since {row['calibration_due']}")
+        elif row["calibration_status"] != "valid":
+            conditions.append(f"{row['name']} calibration status unknown")
+    if not station.get("simulated"):
+        for row in rows:
+            if row["serial_mismatch"]:
+                conditions.append(f"{row['name']} serial mismatch: station file says {row['serial']}, "
+                                  f"instrument reports {row.get('reported_serial')}")
+    if record.truncated_tail:
+        conditions.append("run record truncated: its last line is torn")
+    return conditions
+
+
+def verdict(record: RunRecord, measurements: list[dict[str, Any]],
+            conditions: list[str] | None = None, *, simulated: bool = False) -> dict[str, Any]:
+    """The overall verdict: the record's outcome, never PASS unless every measurement passed, with
+    the validity conditions and whether the data came from the simulated bench."""
     outcome = record.outcome
     reason = record.reason
     if outcome == "PASS":
@@ -121,6 +173,10 @@ def verdict(record: RunRecord, measurements: list[dict[str, Any]]) -> dict[str, 
         "reason": reason,
         "complete": record.outcome != INCOMPLETE,
         "truncated_tail": record.truncated_tail,
+        "conditions": list(conditions or []),
+        "valid_for_release": not conditions and not simulated,
+        "release": release_text(list(conditions or []), simulated),
+        "simulated": simulated,
     }
 
 
@@ -131,10 +187,13 @@ def build_results(record: RunRecord, *, report_id: str, record_sha256: str) -> d
     measurements = [measurement_row(e) for e in record.measurements]
     passed = sum(1 for m in measurements if m["outcome"] == "pass")
     snapshot = started.get("station") or {}
+    station = station_identity(snapshot)
+    rows = equipment(record)
+    conditions = validity_conditions(record, rows, station)
     return {
         "schema": RESULTS_SCHEMA,
         "report_id": report_id,
-        "verdict": verdict(record, measurements),
+        "verdict": verdict(record, measurements, conditions, simulated=station["simulated"]),
         "run": {
             "run_id": started.get("run_id", record.run_dir.name),
             "started_utc": started.get("t_utc"),
@@ -144,13 +203,17 @@ def build_results(record: RunRecord, *, report_id: str, record_sha256: str) -> d
             "record_sha256": record_sha256,
         },
         "station": {
-            **station_identity(snapshot),
+            **station,
             "fluid": snapshot.get("fluid"),
             "safety": snapshot.get("safety"),
-            "equipment": equipment(record),
+            "equipment": [r for r in rows if not r["under_test"]],
         },
+        "clock": started.get("clock") or {"virtual": station.get("clock") == "virtual"},
         "procedure": started.get("procedure") or {},
-        "item_under_test": started.get("item_under_test") or {},
+        "item_under_test": {
+            "entered": started.get("item_under_test") or {},
+            "instrument": next((r for r in rows if r["under_test"]), None),
+        },
         "parameters": started.get("parameters") or {},
         "measurements": measurements,
         "summary": {

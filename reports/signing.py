@@ -76,6 +76,7 @@ def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *,
         "report_id": manifest["report_id"], "run_id": manifest.get("run_id"), "verdict": verdict, "role": role,
         "meaning": meaning, "signer_id": key.signer_id, "printed_name": key.printed_name, "key_id": key.key_id,
         "signed_at": signed_at, "sequence": len(existing) + 1,
+        "simulated": bool(manifest.get("simulated", True)), "conditions": list(manifest.get("conditions") or []),
         "prior_signatures_sha256": chain_hash([(bundle / SIGNATURES_DIR / s.file).read_bytes() for s in check.signatures]),
         "audit_anchor": anchor,
     }

@@ -44,7 +44,7 @@ from rig.safeio import read_regular
 
 STATEMENT_FIELDS = frozenset({
     "statement", "manifest_sha256", "report_id", "run_id", "verdict", "role", "meaning", "signer_id",
-    "printed_name", "key_id", "signed_at", "sequence", "prior_signatures_sha256",
+    "printed_name", "key_id", "signed_at", "sequence", "prior_signatures_sha256", "simulated", "conditions",
 })
 STATEMENT_KIND = "rig.report-signature/1"
 # Since issue 18 every statement carries the audit head at signing; older ones verify without it.
@@ -78,6 +78,9 @@ class BundleCheck:
     bundle: Path
     report_id: str | None = None
     verdict: str | None = None
+    run_id: str | None = None
+    simulated: bool = True
+    conditions: list[str] = field(default_factory=list)
     manifest_sha256: str | None = None
     files_checked: int = 0
     bytes_hashed: int = 0
@@ -87,6 +90,13 @@ class BundleCheck:
     allow_unsigned: bool = False
     run_end: _dt.datetime | None = None
     notes: list[str] = field(default_factory=list)
+
+    def signature_status(self, sig: SignatureCheck) -> str:
+        """"valid", "invalid", or "not checked": a signature over a bundle whose files do not
+        match its manifest vouches for nothing, however good its own cryptography."""
+        if sig.problems:
+            return "invalid"
+        return "not checked: bundle invalid" if self.problems else "valid"
 
     @property
     def unsigned(self) -> bool:
@@ -168,6 +178,8 @@ def _check_results(bundle: Path, manifest: dict[str, Any], check: BundleCheck) -
                                                what="results.json"), "results.json")
         outcome = results["verdict"]["outcome"]
         report_id = results["report_id"]
+        conditions = results["verdict"].get("conditions", [])
+        simulated = results["station"].get("simulated", True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         check.problems.append(f"results.json unreadable: {exc}")
         return
@@ -176,6 +188,10 @@ def _check_results(bundle: Path, manifest: dict[str, Any], check: BundleCheck) -
     if outcome != manifest.get("verdict"):
         check.problems.append(f"results.json verdict {outcome} differs from the manifest's {manifest.get('verdict')}")
     check.run_end = _run_end(results)
+    if conditions != manifest.get("conditions") or simulated != manifest.get("simulated"):
+        check.problems.append("results.json validity conditions or simulated flag differ from the manifest's")
+    check.simulated, check.conditions = bool(manifest.get("simulated", True)), list(manifest.get("conditions") or [])
+    check.run_id = results.get("run", {}).get("run_id") or manifest.get("run_id")
 
 
 def _check_statement(
@@ -199,6 +215,8 @@ def _check_statement(
         p.append("statement signs a different bundle (manifest sha256 or report id differ): replayed or manifest changed")
     if statement["verdict"] != manifest.get("verdict"):
         p.append(f"statement verdict {statement['verdict']} differs from the bundle verdict {manifest.get('verdict')}")
+    if statement["simulated"] != manifest.get("simulated") or statement["conditions"] != manifest.get("conditions"):
+        p.append("statement's simulated flag or validity conditions differ from the bundle's")
     if statement["prior_signatures_sha256"] != chain_hash(prior):
         p.append("chain broken: the signatures before this one are not the ones it signed over")
     if key_id != statement["key_id"]:
@@ -241,8 +259,9 @@ def _check_statement(
 
 
 def verify_bundle(bundle: Path, registry: Registry | None, *, allow_unsigned: bool = False,
-                  workers: int | None = None) -> BundleCheck:
-    """Check a bundle completely; never raises for a bad bundle, only collects reasons."""
+                  workers: int | None = None, require_hardware: bool = False) -> BundleCheck:
+    """Check a bundle completely; never raises for a bad bundle, only collects reasons.
+    ``require_hardware``: a bundle from a simulated bench or virtual clock is invalid."""
     start = time.perf_counter()
     verified_at = _dt.datetime.now(_dt.timezone.utc)
     bundle = Path(bundle)
@@ -253,11 +272,16 @@ def verify_bundle(bundle: Path, registry: Registry | None, *, allow_unsigned: bo
         check.problems.append(str(exc))
         return check
     check.report_id, check.verdict = manifest.get("report_id"), manifest.get("verdict")
+    check.run_id = manifest.get("run_id")
     check.manifest_sha256 = sha256_hex(manifest_bytes)
     if manifest.get("schema") != MANIFEST_SCHEMA or canonical_json(manifest) != manifest_bytes:
         check.problems.append("manifest.json is not a canonical manifest of this schema (edited?)")
     _check_files(bundle, manifest, check, workers)
     _check_results(bundle, manifest, check)
+    if require_hardware and check.simulated:
+        station = manifest.get("station") or {}
+        check.problems.append(f"simulated data (station mode {station.get('mode')}, clock {station.get('clock')}): "
+                              "--require-hardware accepts only a hardware station on a real clock")
     files, problems = signature_files(bundle)
     check.problems += problems
     prior: list[bytes] = []

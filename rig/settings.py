@@ -86,6 +86,8 @@ _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
         lambda v: isinstance(v, _dt.date) and not isinstance(v, _dt.datetime),
     ),
     "table": ("a table", lambda v: isinstance(v, dict)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "list": ("a list", lambda v: isinstance(v, list)),
 }
 
 

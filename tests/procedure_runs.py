@@ -24,7 +24,7 @@ from instruments.sim.launcher import start_sim
 from rig.cli.main import main
 
 FAST_DAQ = {"instruments.daq.options.sample_rate_hz": 20.0, "instruments.daq.options.chunk_samples": 40}
-ANSWERS = ["--answer", "item_serial=SN-TEST-1", "--answer", "setup=done"]
+ANSWERS = ["--answer", "item_serial=NE1000-SIM-0001", "--answer", "setup=done"]
 
 
 @dataclass

@@ -45,7 +45,7 @@ def test_worked_example_through_the_procedure_analysis() -> None:
 def test_bad_parameters_are_refused_before_anything_moves(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           params: dict[str, str], expected: str) -> None:
     station = write_station(tmp_path)
-    argv = ["run", "flow_accuracy", "--station", str(station), "--answer", "item_serial=X", "--answer", "setup=done"]
+    argv = ["run", "flow_accuracy", "--station", str(station), "--answer", "item_serial=NE1000-SIM-0001", "--answer", "setup=done"]
     for key, value in params.items():
         argv += ["--param", f"{key}={value}"]
     assert main(argv) == 2

@@ -105,16 +105,23 @@ def test_no_trumpet_plot_without_trumpet_measurements(bundles: dict[str, Path]) 
     assert 'id="plot-trumpet"' not in html and 'id="plot-pressure"' in html
 
 
-@pytest.mark.parametrize("outcome,tests,failures,errors", [("PASS", 12, 0, 0), ("FAIL", 12, 1, 0),
-                                                           ("ABORTED", 13, 0, 1), ("INCOMPLETE", 2, 0, 1)])
+# Every synthetic record has an overdue balance: one more error testcase "validity conditions".
+@pytest.mark.parametrize("outcome,tests,failures,errors", [("PASS", 13, 0, 1), ("FAIL", 13, 1, 1),
+                                                           ("ABORTED", 14, 0, 2), ("INCOMPLETE", 3, 0, 2)])
 def test_junit_counts(bundles: dict[str, Path], outcome: str, tests: int, failures: int, errors: int) -> None:
     root = ET.parse(bundles[outcome] / "junit.xml").getroot()
     suite = root.find("testsuite")
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["simulated"] == "yes" and props["station.mode"] == "sim" and props["clock"] == "virtual"
+    assert props["valid_for_release"] == "no"
+    assert props["release"].startswith("NOT VALID FOR RELEASE: balance calibration overdue since 2024-01-31")
+    condition = suite.find("testcase[@name='validity conditions']/error")
+    assert condition.get("type") == "not-valid-for-release"
     assert (int(suite.get("tests")), int(suite.get("failures")), int(suite.get("errors"))) == (tests, failures, errors)
     assert len(suite.findall("testcase")) == tests
     if failures:
         failure = suite.find("testcase/failure")
-        assert "7.2 %" in failure.get("message") and "-5 … 5 %" in failure.get("message")
+        assert "= 7.20 % (± 0.80 % (k = 2))" in failure.get("message") and "-5 … 5 %" in failure.get("message")
 
 
 def test_manifest_covers_every_file(bundles: dict[str, Path]) -> None:

@@ -54,9 +54,12 @@ def test_keys_build_sign_verify_show(env: dict[str, Path], capsys: pytest.Captur
                "--meaning", "Reviewed data and plots") == 0
     assert rig("report", "verify", bundle, "--registry", reg) == 0
     assert "VALID" in capsys.readouterr().out
-    assert rig("report", "show", bundle, "--registry", reg) == 0
+    # the synthetic station's balance was due 2024-01-31: a PASS that is not valid for release (exit 4)
+    assert rig("report", "show", bundle, "--registry", reg) == 4
     out = capsys.readouterr().out
     assert "Reviewed data and plots" in out and "flow.mean_error_pct" in out and "intact" in out
+    assert "NOT VALID FOR RELEASE" in out and "balance calibration overdue since 2024-01-31" in out
+    assert "SIMULATED" in out
 
     assert rig("keys", "revoke", "jdoe", "--reason", "test", "--at", "2020-06-01T00:00:00Z", "--registry", reg) == 0
     capsys.readouterr()

@@ -19,7 +19,7 @@ from rig.record import read_record
 from tests.cli import run_rig
 
 REPO = Path(__file__).resolve().parents[1]
-ANSWERS = ["--answer", "item_serial=SN-CLI-1", "--answer", "setup=done"]
+ANSWERS = ["--answer", "item_serial=NE1000-SIM-0001", "--answer", "setup=done"]
 
 
 def rig(*args: str, timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -136,12 +136,13 @@ def test_full_run_through_the_cli_passes_and_shows(station_file: Callable[..., P
     assert run_dir.parent == tmp_path / "runs"  # the station's runs_dir, next to the station file
     record = read_record(run_dir)
     assert record.outcome == "PASS" and record.started["operator"] == "Ann Tech"
-    assert record.started["parameters"]["duration_min"] == {"value": 6.0, "unit": "min", "source": "command line"}
+    assert record.started["parameters"]["duration_min"] == {"value": 6.0, "unit": "min", "source": "command line",
+                                                            "description": "delivery time"}
     # plain lines, because stdout is not a terminal
     assert "step 4/7 deliver: started" in proc.stdout
     shown = rig("show", run_dir.name, "--station", str(station))
     assert shown.returncode == 0
-    assert "OUTCOME: PASS" in shown.stdout and "Item under test: item_serial = SN-CLI-1" in shown.stdout
+    assert "OUTCOME: PASS" in shown.stdout and "Item under test: item_serial = NE1000-SIM-0001" in shown.stdout
     assert "Safe state: confirmed" in shown.stdout
 
 

@@ -45,7 +45,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory, station_writer: Any) -> Iter
 def start_run(station: Path, out: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "rig", "run", "delivery_check", "--station", str(station), "--out", str(out),
-           "--answer", "item_serial=SN-SIG", "--answer", "setup=done", "--no-report",
+           "--answer", "item_serial=NE1000-SIM-0001", "--answer", "setup=done", "--no-report",
            "--param", "rate_ml_h=2", "--param", "duration_min=5", "--param", "sample_interval_s=1"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             stdin=subprocess.DEVNULL, cwd=REPO)
@@ -130,7 +130,7 @@ def test_kill_9_the_supervisor_stops_the_pump_and_the_record_stays_incomplete(
     assert len(balance_csv.read_text().splitlines()) >= 2  # what was acquired before the kill is kept
     shown = subprocess.run([sys.executable, "-m", "rig", "show", str(run_dir)], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60, cwd=REPO)
-    assert shown.returncode == 0, shown.stderr
+    assert shown.returncode == 1  # not a PASS
     assert "OUTCOME: INCOMPLETE — the run did not finish" in shown.stdout
     assert "deliver: started, never finished" in shown.stdout
     assert "Safe state: confirmed by the safe-state supervisor (the run process died)" in shown.stdout

@@ -72,7 +72,7 @@ def test_delivery_check_passes_with_daq_and_interlock(station_file: Callable[...
     values = {m["name"]: m["value"] for m in record.measurements}
     assert abs(values["volume_error_pct"]) < 2.0
     assert abs(values["flow_rate_error_pct"]) < 2.0
-    assert record.started["station"]["instruments"]["pump"]["identity"]["model"] == "NE-1000"
+    assert record.started["station"]["instruments"]["pump"]["identity"]["model"] == "NE-1000 (simulated)"
     assert any(e.get("kind") == "interlock" and "armed" in e["detail"] for e in record.of_type("event"))
     assert (result.run_dir / "raw" / "balance.csv").read_text().startswith("t_s,mass_g,stable\n")
     finished = record.finished

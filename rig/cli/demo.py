@@ -37,7 +37,7 @@ def main() -> int:
     _rig("check", "--station", "rig.toml", env=env)
     _rig("run", "delivery_check", "--station", "rig.toml", "--out", str(runs),
          "--operator", "Demo Technician", "--answer", "setup=done",
-         "--answer", "item_serial=DEMO-PUMP-0001", "--plain", env=env)
+         "--answer", "item_serial=NE1000-SIM-0001", "--plain", env=env)
     bundles = sorted(runs.glob("*/report"))
     if not bundles:
         raise SystemExit(f"demo: no report bundle was written under {runs}")

@@ -74,7 +74,7 @@ class StepContext(Protocol):
 
     def progress(self, fraction: float) -> None: ...
 
-    def measure(self, name: str, value: float | None, uncertainty: float | None = None,
+    def measure(self, name: str, value: float | None, uncertainty: "float | dict[str, Any] | None" = None,
                 detail: str = "") -> str:
         """Record a measurement against its spec limit; returns "pass" or "fail"."""
 

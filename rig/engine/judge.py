@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from instruments.errors import InstrumentError
+from rig.analysis.uncertainty import expanded_of
 from rig.engine.display import Display
 from rig.engine.operator import OperatorDeclined
 from rig.engine.outcomes import FAIL, PASS, RunAborted, StepFailed, StepTimeout
@@ -35,7 +36,7 @@ class Judge:
         self._display = display
         self.measurements: list[dict[str, Any]] = []
 
-    def measure(self, step: str, name: str, value: float | None, uncertainty: float | None,
+    def measure(self, step: str, name: str, value: float | None, uncertainty: Any,
                 detail: str) -> str:
         """A ``measurement`` line for a declared measurement; returns "pass" or "fail"."""
         declared = self.procedure.measurement(name)
@@ -43,7 +44,7 @@ class Judge:
             raise ValueError(f"procedure {self.procedure.id} declares no measurement {name!r}")
         limit = self.spec.limit(name)
         number = None if value is None else float(value)
-        outcome = limit.evaluate(number)
+        outcome = limit.evaluate(number, expanded_of(uncertainty))  # guarded acceptance needs U
         if number is not None and not math.isfinite(number):
             detail = (detail + "; " if detail else "") + f"non-finite value {number!r}"
             number = None
@@ -51,7 +52,7 @@ class Judge:
             "measurement", name=name, value=number, unit=declared.unit, low=limit.low, high=limit.high,
             requirement=limit.requirement, outcome=outcome, uncertainty=uncertainty,
             decision_rule=limit.decision_rule, step=step, t_proc_s=round(self._log.now_s(), 6),
-            detail=detail,
+            detail=detail, acceptance=limit.acceptance, value_type=limit.type, criterion=limit.description,
         )
         self.measurements.append(event)
         self._display.measurement(event)

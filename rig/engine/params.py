@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,15 +30,25 @@ class ParameterValues:
     given: frozenset[str]
     source: str = "command line"  # where the given values came from, e.g. "suite file"
 
-    def for_record(self, procedure: Procedure) -> dict[str, Any]:
-        return {
-            p.name: {
-                "value": self.values[p.name],
-                "unit": p.unit,
-                "source": self.source if p.name in self.given else "default",
-            }
-            for p in procedure.parameters
-        }
+    def for_record(self, procedure: Procedure, station: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """value, unit, source, description and the effective value (see Parameter.station_default)."""
+        out: dict[str, Any] = {}
+        for p in procedure.parameters:
+            value = self.values[p.name]
+            entry: dict[str, Any] = {"value": value, "unit": p.unit,
+                                     "source": self.source if p.name in self.given else "default"}
+            if p.description:
+                entry["description"] = p.description
+            if value == 0 and p.station_default:
+                found: Any = station or {}
+                for part in p.station_default.split("."):
+                    found = found.get(part) if isinstance(found, Mapping) else None
+                if isinstance(found, (int, float)) and not isinstance(found, bool):
+                    entry["effective"] = {"value": found, "unit": p.unit, "from": f"station {p.station_default}"}
+            elif value == 0 and p.zero_means:
+                entry["effective"] = {"value": None, "unit": p.unit, "from": p.zero_means}
+            out[p.name] = entry
+        return out
 
 
 def _same_unit(written: str, unit: str) -> bool:

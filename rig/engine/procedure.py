@@ -58,6 +58,11 @@ class Parameter:
     high: float | None = None
     description: str = ""
     integer: bool = False
+    # What 0 means, when 0 is "not given": `station_default` is a dotted path into the run's station
+    # snapshot (e.g. "fluid.density_g_ml") used instead; `zero_means` says it in words ("no
+    # correction"). The report shows the effective value, never a bare "0".
+    station_default: str = ""
+    zero_means: str = ""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -85,6 +85,24 @@ def check_calibration_policy(station: Any) -> None:
 MAX_RECORDED_FAULTS = 20  # background failures recorded one by one per run; the rest are counted
 
 
+def item_serial_problem(station: Any, identities: Mapping[str, Any], entered: Mapping[str, Any]) -> str | None:
+    """Why the run must not start: the serial entered for the item under test (answer
+    ``item_serial``) differs from the serial the station's under-test instrument reports (or, for
+    an instrument that reports none, the serial its station file names). None when they agree or
+    the station names no item under test."""
+    item = next((c for c in station.instruments.values() if getattr(c, "under_test", False)), None)
+    if item is None or "item_serial" not in entered:
+        return None
+    ident = identities.get(item.name)
+    reported = str(getattr(ident, "serial", "") or "")
+    expected, source = (reported, "reports") if reported else (item.serial, "is named in the station file with")
+    typed = str(entered["item_serial"]).strip()
+    if typed != expected:
+        return (f"item under test: serial {typed!r} was entered, but instruments.{item.name} {source} serial "
+                f"{expected!r}; check the pump on the bench (the run did not start)")
+    return None
+
+
 class Runner:
     """Runs one procedure once. Construct, then ``run()`` (returns a RunResult, never raises
     for run-time problems: they become the outcome)."""
@@ -220,9 +238,10 @@ class Runner:
                 "source_file": procedure.source_path.name if procedure.source_path else None,
                 "spec_sha256": self.spec.sha256, "spec_version": self.spec.version,
                 "spec_file": self.spec.path.name,
+                "requirement_statements": dict(self.spec.requirements),
                 "steps": [step_name(s) for s in procedure.steps],
             },
-            parameters=self.params.for_record(procedure),
+            parameters=self.params.for_record(procedure, snapshot),
             item_under_test=self.item_under_test,
             clock={"virtual": bool(self.bench.clock.virtual), "t0_proc_s": log.t0_proc_s},
             audit_anchor=anchor,
@@ -344,5 +363,5 @@ def _try(action: Callable[[], Any]) -> None:
 
 __all__ = [
     "FAIL", "PASS", "RunAborted", "RunResult", "Runner", "StepFailed",
-    "StepTimeout", "check_calibration_policy", "overdue_instruments",
+    "StepTimeout", "check_calibration_policy", "item_serial_problem", "overdue_instruments",
 ]

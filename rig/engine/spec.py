@@ -18,6 +18,18 @@ Format (TOML)::
     unit = "%"                        # must equal the measurement's unit
     requirement = "REQ-DEL-001"
     decision_rule = "..."             # optional, overrides the spec default
+    acceptance = "simple"             # or "guarded" (ILAC-G8 guarded acceptance, w = U); optional
+    type = "boolean"                  # optional: 1 = yes, 0 = no (low = high = 1: must be yes)
+
+    [requirements]                    # every requirement the procedure names, with its statement
+                                      # (when the table is present it must cover them all; every
+                                      # shipped spec has one, tests/test_report_content.py checks)
+    "REQ-DEL-001" = "The pump shall deliver the programmed volume within ±5 %."
+
+Decision rules (ILAC-G8:09/2019): "simple" acceptance compares the value with the limits and
+reports U beside it; "guarded" acceptance passes only when the whole interval value ± U lies within
+the limits (guard band w = U), so a pass carries a low risk of false acceptance; a guarded limit
+without an uncertainty cannot pass. ``[spec] acceptance`` sets the default for every limit.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ import hashlib
 import math
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,6 +59,11 @@ class DeclaringProcedure(Protocol):
 DEFAULT_DECISION_RULE = (
     "simple acceptance (ILAC-G8 binary, no guard band): pass when low <= value <= high"
 )
+GUARDED_DECISION_RULE = (
+    "guarded acceptance (ILAC-G8, guard band w = U, k = 2): pass when low + U <= value <= high - U"
+)
+ACCEPTANCE = ("simple", "guarded")
+TYPES = ("number", "boolean")
 
 
 @dataclass(frozen=True)
@@ -60,14 +77,22 @@ class Limit:
     high: float | None = None
     decision_rule: str = DEFAULT_DECISION_RULE
     description: str = ""
+    acceptance: str = "simple"
+    type: str = "number"
 
-    def evaluate(self, value: float | None) -> str:
-        """"pass" or "fail"; a missing or non-finite value never passes."""
+    def evaluate(self, value: float | None, expanded: float | None = None) -> str:
+        """"pass" or "fail"; a missing or non-finite value never passes. Guarded acceptance moves
+        each limit inward by the expanded uncertainty and never passes without one."""
         if value is None or not math.isfinite(value):
             return "fail"
-        if self.low is not None and value < self.low:
+        guard = 0.0
+        if self.acceptance == "guarded" and self.type != "boolean":
+            if expanded is None or not math.isfinite(expanded):
+                return "fail"
+            guard = abs(expanded)
+        if self.low is not None and value < self.low + guard:
             return "fail"
-        if self.high is not None and value > self.high:
+        if self.high is not None and value > self.high - guard:
             return "fail"
         return "pass"
 
@@ -85,6 +110,7 @@ class Spec:
     title: str
     limits: dict[str, Limit]
     sha256: str
+    requirements: dict[str, str] = field(default_factory=dict)  # id -> statement
 
     def limit(self, name: str) -> Limit:
         return self.limits[name]
@@ -125,13 +151,22 @@ def load_spec(path: Path | str, procedure: DeclaringProcedure | None = None) -> 
     head = raw.get("spec")
     if not isinstance(head, dict):
         raise ConfigError(["missing [spec] table (procedure, version, title)"], source=source)
-    unknown_top = sorted(set(raw) - {"spec", "limits"})
+    unknown_top = sorted(set(raw) - {"spec", "limits", "requirements"})
     if unknown_top:
-        problems.append(f"unknown table(s) {', '.join(unknown_top)} (allowed: spec, limits)")
+        problems.append(f"unknown table(s) {', '.join(unknown_top)} (allowed: spec, limits, requirements)")
+    statements = raw.get("requirements", {})
+    if not isinstance(statements, dict) or not all(isinstance(v, str) and v.strip() for v in statements.values()):
+        problems.append("requirements must be a table of \"REQ-ID\" = \"statement\" (non-empty strings)")
+        statements = {}
+    default_acceptance = head.get("acceptance", "simple")
+    if default_acceptance not in ACCEPTANCE:
+        problems.append(f"spec.acceptance is {default_acceptance!r}; allowed: {', '.join(ACCEPTANCE)}")
+        default_acceptance = "simple"
     proc_id = _text(head, "procedure", "spec", problems)
     version = _text(head, "version", "spec", problems)
     title = _text(head, "title", "spec", problems, default=proc_id or "spec")
-    default_rule = _text(head, "decision_rule", "spec", problems, default=DEFAULT_DECISION_RULE)
+    default_rule = _text(head, "decision_rule", "spec", problems, default=(
+        GUARDED_DECISION_RULE if head.get("acceptance") == "guarded" else DEFAULT_DECISION_RULE))
 
     limits: dict[str, Limit] = {}
     tables = raw.get("limits", {})
@@ -143,10 +178,18 @@ def load_spec(path: Path | str, procedure: DeclaringProcedure | None = None) -> 
         if not isinstance(table, dict):
             problems.append(f"{where} must be a table")
             continue
-        extra = sorted(set(table) - {"low", "high", "unit", "requirement", "decision_rule", "description"})
+        allowed = {"low", "high", "unit", "requirement", "decision_rule", "description", "acceptance", "type"}
+        extra = sorted(set(table) - allowed)
         if extra:
-            problems.append(f"{where}: unknown key(s) {', '.join(extra)} "
-                            "(allowed: low, high, unit, requirement, decision_rule, description)")
+            problems.append(f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+        acceptance = table.get("acceptance", default_acceptance)
+        if acceptance not in ACCEPTANCE:
+            problems.append(f"{where}.acceptance is {acceptance!r}; allowed: {', '.join(ACCEPTANCE)}")
+            acceptance = default_acceptance
+        kind = table.get("type", "number")
+        if kind not in TYPES:
+            problems.append(f"{where}.type is {kind!r}; allowed: {', '.join(TYPES)}")
+            kind = "number"
         low = _number(table.get("low"), f"{where}.low", problems)
         high = _number(table.get("high"), f"{where}.high", problems)
         if "low" not in table and "high" not in table:
@@ -161,9 +204,14 @@ def load_spec(path: Path | str, procedure: DeclaringProcedure | None = None) -> 
             name=name, unit=unit,
             requirement=_text(table, "requirement", where, problems),
             low=low, high=high,
-            decision_rule=_text(table, "decision_rule", where, problems, default=default_rule),
+            decision_rule=_text(table, "decision_rule", where, problems, default=(
+                GUARDED_DECISION_RULE if acceptance == "guarded" and "decision_rule" not in head else default_rule)),
             description=str(table.get("description", "")),
+            acceptance=acceptance, type=kind,
         )
+        requirement = limits[name].requirement
+        if requirement and statements and requirement not in statements:
+            problems.append(f"{where}.requirement {requirement!r} has no statement in [requirements]")
 
     if procedure is not None:
         if proc_id and proc_id != procedure.id:
@@ -174,6 +222,10 @@ def load_spec(path: Path | str, procedure: DeclaringProcedure | None = None) -> 
                 problems.append(f"no [limits.{m.name}] for measurement {m.name} ({m.unit})")
             elif limit.unit != m.unit:
                 problems.append(f"limits.{m.name}.unit is {limit.unit!r} but the measurement is in {m.unit!r}")
+        for requirement in getattr(procedure, "requirements", ()) if "requirements" in raw else ():
+            if requirement not in statements:
+                problems.append(f"[requirements] has no statement for {requirement} (every requirement the "
+                                "procedure names needs its statement, shown next to its id in reports)")
         declared = {m.name for m in procedure.measurements}
         for name in sorted(set(limits) - declared):
             problems.append(f"limits.{name}: procedure {procedure.id} has no measurement of that name")
@@ -181,7 +233,8 @@ def load_spec(path: Path | str, procedure: DeclaringProcedure | None = None) -> 
     if problems:
         raise ConfigError(problems, source=source)
     return Spec(path=path.resolve(), procedure=proc_id, version=version, title=title, limits=limits,
-                sha256=hashlib.sha256(data).hexdigest())
+                sha256=hashlib.sha256(data).hexdigest(),
+                requirements={str(k): str(v).strip() for k, v in statements.items()})
 
 
-__all__ = ["DEFAULT_DECISION_RULE", "Limit", "Spec", "load_spec"]
+__all__ = ["ACCEPTANCE", "DEFAULT_DECISION_RULE", "GUARDED_DECISION_RULE", "Limit", "Spec", "load_spec"]

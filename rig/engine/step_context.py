@@ -158,7 +158,7 @@ class RunStepContext:
 
     # -- results and records -------------------------------------------------------------------
 
-    def measure(self, name: str, value: float | None, uncertainty: float | None = None,
+    def measure(self, name: str, value: float | None, uncertainty: "float | dict[str, Any] | None" = None,
                 detail: str = "") -> str:
         """Record a measurement against its spec limit; returns "pass" or "fail"."""
         return self._run.judge.measure(self.step.name, name, value, uncertainty, detail)

@@ -46,7 +46,8 @@ from rig.station.history_url import (  # noqa: F401 - the URL rules, re-exported
     url_problem,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+ADDED_RUN_COLUMNS = (("simulated", "BOOLEAN"), ("release", "TEXT"))  # schema 2
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_ATTEMPTS = 8  # bounded retry for "database is locked" / serialization failures
 PG_SCHEMA_LOCK = 0x52494748  # advisory lock key ("RIGH") serialising schema creation
@@ -84,6 +85,8 @@ class RunRow:
     suite_label: str | None = None
     software_version: str | None = None
     git_sha: str | None = None
+    simulated: bool | None = None  # None: filed before the history knew (schema 1)
+    release: str | None = None  # "valid for release" or "NOT VALID FOR RELEASE: ..." (reports.results)
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ class Filters:
     since: str | None = None  # ISO date or timestamp (UTC), compared as text
     nightly_id: str | None = None
     suite_label: str | None = None  # a nightly suite entry (same procedure, same parameters)
+    valid_for_release: bool | None = None  # True: only runs valid for release; False: only runs that are not
+    simulated: bool | None = None  # True: only simulated runs; False: only hardware runs
 
 
 def _number(value: Any) -> float | None:
@@ -166,6 +171,8 @@ def rows_from_results(results: Mapping[str, Any], *, bundle_path: str | None = N
         report_id=results.get("report_id") or None, bundle_path=bundle_path, nightly_id=nightly_id,
         suite_label=suite_label, software_version=software.get("version"),
         git_sha=software.get("git_sha") or software.get("git_commit"),
+        simulated=bool(verdict.get("simulated", station.get("simulated", True))),
+        release=str(verdict.get("release") or "unknown (report made before validity conditions)"),
     )
     measurements = [
         MeasurementRow(name=str(m.get("name")), outcome=str(m.get("outcome") or "error"),
@@ -205,6 +212,8 @@ def _schema(serial_pk: str, real: str) -> list[str]:
             suite_label TEXT,
             software_version TEXT,
             git_sha TEXT,
+            simulated BOOLEAN,
+            release TEXT,
             recorded_utc TEXT NOT NULL
         )""",
         f"""CREATE TABLE IF NOT EXISTS measurements (
@@ -330,6 +339,10 @@ class _SQLite(_Backend):
         with self.transaction() as cur:
             for statement in _schema("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL"):
                 cur.execute(statement)
+            present = {row[1] for row in cur.execute("PRAGMA table_info(runs)").fetchall()}
+            for column, kind in ADDED_RUN_COLUMNS:
+                if column not in present:  # a schema-1 database: add what schema 2 has
+                    cur.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
 
 class _Postgres(_Backend):
@@ -374,6 +387,8 @@ class _Postgres(_Backend):
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (PG_SCHEMA_LOCK,))
             for statement in _schema("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION"):
                 cur.execute(statement)
+            for column, kind in ADDED_RUN_COLUMNS:
+                cur.execute(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column} {kind}")
 
 
 def _backend_for(url: str) -> _Backend:
@@ -513,6 +528,12 @@ class History:
         if f.since is not None:
             clauses.append("r.started_utc >= ?")
             args.append(f.since)
+        if f.valid_for_release is not None:
+            clauses.append("r.release = ?" if f.valid_for_release else "(r.release IS NULL OR r.release <> ?)")
+            args.append("valid for release")
+        if f.simulated is not None:
+            clauses.append("r.simulated = ?")
+            args.append(bool(f.simulated))
         if with_measurement and f.measurement is not None:
             clauses.append("m.name = ?")
             args.append(f.measurement)
@@ -539,7 +560,9 @@ class History:
         sql = f"SELECT {cols} FROM runs r{where} ORDER BY r.started_utc DESC, r.id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [RunRow(*row) for row in self._query(sql, args)]
+        # SQLite returns a BOOLEAN as 0/1
+        return [RunRow(*row[:-2], None if row[-2] is None else bool(row[-2]), row[-1])
+                for row in self._query(sql, args)]
 
     def measurements(self, filters: Filters = Filters()) -> list[MeasurementPoint]:
         """Measurement points, oldest first (the order trends read them in)."""
@@ -574,6 +597,9 @@ def _check_schema_version(history: History) -> None:
             elif int(row[0]) > SCHEMA_VERSION:
                 raise HistoryError(f"history {history.describe()} has schema version {row[0]}, newer than "
                                    f"this rig's {SCHEMA_VERSION}; upgrade the rig software")
+            elif int(row[0]) < SCHEMA_VERSION:  # create_schema added the columns just now
+                cur.execute(b.sql("UPDATE rig_history_meta SET value = ? WHERE key = ?"),
+                            (str(SCHEMA_VERSION), "schema_version"))
 
     history._with_retry(ensure)
 

@@ -36,7 +36,7 @@ from typing import Any, TextIO
 
 from rig.engine.display import PlainDisplay, SafeStream
 from rig.engine.operator import Operator, OperatorAnswer
-from rig.engine.runner import FAIL, PASS, RunAborted, Runner, RunResult
+from rig.engine.runner import FAIL, PASS, RunAborted, Runner, RunResult, item_serial_problem
 from rig.engine.signals import ABORTED, ERROR, AbortFlag, abort_on_signals
 from rig import secret_env
 from rig.errors import RigError, UsageError
@@ -433,6 +433,11 @@ class NightlyRunner:
         except RigError as exc:
             base.reason = f"the bench did not open: {exc}"
             self._close_bench()
+            return base
+        mismatch = item_serial_problem(bench.station, bench.identities,
+                                       {a.step: a.answer for a in item_answers})
+        if mismatch:
+            base.reason = mismatch
             return base
         run_id = new_run_id(procedure.id)
         run_dir = self.out_dir / "runs" / run_id

@@ -196,6 +196,11 @@ def _rel(target: Path | None, base: Path) -> str | None:
     return os.path.relpath(Path(target).resolve(), base.resolve()).replace(os.sep, "/")
 
 
+SIMULATED_BANNER = ('<p id="simulated" style="background:#fdd835;color:#212121;font-weight:bold;padding:.5rem .8rem">'
+                    "SIMULATED: these runs used the simulated bench or a virtual clock; they are not "
+                    "measurements of real equipment and not valid for release.</p>")
+
+
 def build_summary_html(result: Any, history: Any | None) -> bytes:
     """The one-page summary (UTF-8 bytes)."""
     out_dir = Path(result.out_dir)
@@ -203,6 +208,7 @@ def build_summary_html(result: Any, history: Any | None) -> bytes:
                3: ("ERROR", "at least one error, abort or run not done")}[result.exit_code]
     counts = ", ".join(f"{v} {k}" for k, v in sorted(result.counts().items()))
     rows = []
+    simulated = False
     for e in result.entries:
         css = "NOTRUN" if e.not_run else e.outcome
         shown = "NOT RUN" if e.not_run else e.outcome
@@ -214,9 +220,13 @@ def build_summary_html(result: Any, history: Any | None) -> bytes:
             checks.append("verifies" if e.verified else "DOES NOT VERIFY")
         checks.append("filed" if e.history_filed else "not filed")
         problems = "".join(f'<div class="problems">{_esc(p)}</div>' for p in e.problems)
+        verdict_doc = (e.results or {}).get("verdict") or {}
+        simulated = simulated or bool(verdict_doc.get("simulated", e.results is None))
+        release = str(verdict_doc.get("release") or "no report: not valid for release")
         rows.append(f"<tr><td>{_esc(e.label)}</td><td>{_esc(e.procedure_id)} {_esc(e.procedure_version)}</td>"
-                    f'<td class="{css}">{shown}</td><td>{_esc(e.reason)}{problems}</td><td>{e.wall_s:.1f} s</td>'
-                    f"<td>{report}</td><td>{_esc(', '.join(checks))}</td></tr>")
+                    f'<td class="{css}">{shown}</td><td>{_esc(e.reason)}{problems}</td>'
+                    f'<td class="{"ok" if release == "valid for release" else "problems"}">{_esc(release)}</td>'
+                    f"<td>{e.wall_s:.1f} s</td><td>{report}</td><td>{_esc(', '.join(checks))}</td></tr>")
     if history is None:
         plots = "<p>No history database was available, so there are no trends this time.</p>"
     else:
@@ -235,6 +245,7 @@ def build_summary_html(result: Any, history: Any | None) -> bytes:
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Nightly {_esc(result.suite.name)} on {_esc(result.station_id)}</title>
 <style>{_STYLE}</style></head><body>
+{SIMULATED_BANNER if simulated else ""}
 <h1>Nightly {_esc(result.suite.name)} on station {_esc(result.station_id)}:
 <span class="{verdict[0]}">{verdict[0]}</span> <span class="meta">({verdict[1]}; exit code {result.exit_code})</span></h1>
 <p class="meta">Nightly {_esc(result.nightly_id)} · {_esc(result.started_utc)} → {_esc(result.finished_utc)} UTC ·
@@ -242,7 +253,7 @@ def build_summary_html(result: Any, history: Any | None) -> bytes:
 Suite file {_esc(result.suite.path)} · bundles signed by {_esc(result.signed_by or "nobody (unsigned)")} ·
 history {_esc(result.history or "none")}</p>{stop}
 <h2>Runs</h2>
-<table><tr><th>entry</th><th>procedure</th><th>outcome</th><th>reason</th><th>wall time</th><th>report</th><th>bundle</th></tr>
+<table><tr><th>entry</th><th>procedure</th><th>outcome</th><th>reason</th><th>release</th><th>wall time</th><th>report</th><th>bundle</th></tr>
 {"".join(rows)}</table>
 <h2>Trends on this station</h2>
 {plots}

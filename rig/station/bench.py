@@ -78,6 +78,12 @@ def safe_state_each(drivers: Mapping[str, Any], failures: Mapping[str, str]) -> 
     return results, failed
 
 
+def simulated_model(model: str) -> str:
+    """An emulator answers *IDN? like the real instrument, byte for byte; the record must not let
+    that pass for the real thing, so on a simulated bench the model says so."""
+    return model if "simulated" in model.lower() else f"{model} (simulated)"
+
+
 class Bench:
     """Open drivers of one station. Use ``Bench.open(station)`` as a context manager."""
 
@@ -313,9 +319,12 @@ class Bench:
                 "resolved_grpc_server": self.resolved_grpc.get(name),
                 "serial": cfg.serial,
                 "identity": None if ident is None else {
-                    "model": ident.model, "serial": ident.serial, "firmware": ident.firmware,
+                    "model": simulated_model(ident.model) if st.mode == "sim" else ident.model,
+                    "serial": ident.serial, "firmware": ident.firmware,
                 },
                 "serial_mismatch": bool(reported) and reported != cfg.serial,
+                "under_test": cfg.under_test,
+                "calibration": dict(cfg.calibration),
                 "calibration_due": cfg.calibration_due.isoformat(),
                 "calibration_overdue": cfg.calibration_overdue(today),
             }
@@ -334,7 +343,8 @@ class Bench:
                 "clock": st.clock, "calibration_policy": st.calibration_policy,
                 "path": str(st.path),
             },
-            "fluid": {"name": st.fluid.name, "density_g_ml": st.fluid.density_g_ml},
+            "fluid": {"name": st.fluid.name, "density_g_ml": st.fluid.density_g_ml,
+                      "density_uncertainty_g_ml": st.fluid.density_uncertainty_g_ml},
             "safety": {"max_line_pressure_kpa": st.safety.max_line_pressure_kpa},
             "instruments": instruments,
             "lock": None if self.lock is None else {

@@ -12,6 +12,7 @@ rig.toml gets ONE sentence per mistake naming the key path, the value as written
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import tomllib
@@ -114,6 +115,8 @@ _TOP: dict[str, Key] = {
     "instruments": Key("table", required=True),
     "detection": Key("table"),
     "history": Key("table"),
+    "signing": Key("table"),
+    "operators": Key("table"),
     "service": Key("table"),
 }
 
@@ -127,8 +130,26 @@ _STATION: dict[str, Key] = {
     "location": Key("str", default=""),
     "mode": Key("str", required=True, choices=("sim", "hardware")),
     "clock": Key("str", default="real", choices=("real", "virtual")),
-    "calibration_policy": Key("str", default="warn", choices=("warn", "block")),
+    "calibration_policy": Key("str", default="block", choices=("warn", "block")),
     "runs_dir": Key("str", default="runs", check=lambda v: None if v.strip() else "is empty"),
+    # the station's one audit trail (runs, keys, signatures, nightly) and its key registry; relative
+    # paths are next to this file. Defaults: <runs_dir>/audit.jsonl and keys/registry.json.
+    "audit_log": Key("str", check=lambda v: None if v.strip() else "is empty"),
+    "key_registry": Key("str", check=lambda v: None if v.strip() else "is empty"),
+}
+
+_ADMIN_KEY_ID = re.compile(r"ed25519:[0-9a-f]{32}")
+# [signing]: the root of trust of the key registry (reports.registry): the administrator key(s)
+# whose signatures make registry entries count. Operators allowed to run procedures.
+_SIGNING: dict[str, Key] = {
+    "admin_keys": Key("list", check=lambda v: None if v and all(
+        isinstance(x, str) and _ADMIN_KEY_ID.fullmatch(x) for x in v) else (
+        "expected a list of key ids such as \"ed25519:0123456789abcdef0123456789abcdef\" "
+        "(printed by `rig keys init-admin`)")),
+}
+_OPERATORS: dict[str, Key] = {
+    "names": Key("list", check=lambda v: None if all(isinstance(x, str) and x.strip() for x in v) else (
+        "expected a list of non-empty printed names")),
 }
 
 _SIM: dict[str, Key] = {
@@ -140,6 +161,8 @@ _SIM: dict[str, Key] = {
 _FLUID: dict[str, Key] = {
     "name": Key("str", default="water"),
     "density_g_ml": Key("number", required=True, low=0.5, high=2.5, unit="g/mL"),
+    # half-width of the density's uncertainty (temperature, composition): the uncertainty budgets use it
+    "density_uncertainty_g_ml": Key("number", default=0.0005, low=0, high=0.5, unit="g/mL"),
 }
 
 # [safety]: the overpressure interlock's limit (rig.engine.interlock checks its own limit with this Key).
@@ -173,6 +196,11 @@ _INSTRUMENT: dict[str, Key] = {
     "calibration_due": Key("date", required=True),
     "timeout_ms": Key("int", default=1000, low=10, high=600_000, unit="ms"),
     "options": Key("table"),
+    # the item under test (e.g. the pump being verified): shown as the item, not as test equipment;
+    # the serial entered at the start of a run must match the serial it reports (or this serial)
+    "under_test": Key("bool", default=False),
+    # figures from the calibration certificate that uncertainty budgets use (numbers only)
+    "calibration": Key("table"),
 }
 _DAQ_EXTRA: dict[str, Key] = {"grpc_server": Key("str"), "grpc_tls": Key("table")}
 
@@ -226,6 +254,12 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
         problems.table(top["detection"], "detection", DETECTION_SETTINGS)  # the detectors' own schema
         sections["detection"] = top["detection"]
     history = problems.table(top["history"], "history", _HISTORY) if "history" in top else {}
+    signing = problems.table(top["signing"], "signing", _SIGNING) if "signing" in top else {}
+    operators = problems.table(top["operators"], "operators", _OPERATORS) if "operators" in top else {}
+    under_test = [n for n, c in instruments.items() if c.under_test]
+    if len(under_test) > 1:
+        problems.add("instruments", f"{', '.join(under_test)} are all marked under_test = true; "
+                     "a station verifies one item at a time")
     service = problems.table(top["service"], "service", _SERVICE) if "service" in top else {}
     if ("tls_certificate" in service) != ("tls_key" in service):
         problems.add("service.tls_key" if "tls_certificate" in service else "service.tls_certificate",
@@ -239,6 +273,7 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
     if service:
         sections["service"] = {k: (_resolve(base, v) if k != "port" else v) for k, v in service.items()}
     attach = sim.get("attach")
+    runs_dir = _resolve(base, st["runs_dir"])
     return Station(
         path=path,
         id=st["id"],
@@ -247,9 +282,14 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
         mode=st["mode"],
         clock=st["clock"],
         calibration_policy=st["calibration_policy"],
-        runs_dir=_resolve(base, st["runs_dir"]),
+        runs_dir=runs_dir,
+        audit_log=_resolve(base, st["audit_log"]) if "audit_log" in st else runs_dir / "audit.jsonl",
+        key_registry=_resolve(base, st.get("key_registry", "keys/registry.json")),
+        admin_keys=tuple(signing.get("admin_keys", ())),
+        operators=tuple(n.strip() for n in operators.get("names", ())),
         sim=SimConfig(attach=_resolve(base, attach) if attach else None, seed=sim["seed"]),
-        fluid=FluidConfig(name=fluid["name"], density_g_ml=float(fluid["density_g_ml"])),
+        fluid=FluidConfig(name=fluid["name"], density_g_ml=float(fluid["density_g_ml"]),
+                          density_uncertainty_g_ml=float(fluid["density_uncertainty_g_ml"])),
         safety=SafetyConfig(max_line_pressure_kpa=float(safety["max_line_pressure_kpa"])),
         instruments=instruments,
         raw=raw,
@@ -307,7 +347,7 @@ def _instruments(
                              f"instruments.{used[ident]}; each instrument needs its own resource")
             else:
                 used[ident] = name
-        if all(k in cfg for k in _INSTRUMENT if k != "options"):
+        if all(k in cfg for k in _INSTRUMENT if k not in ("options", "calibration")):
             result[name] = InstrumentConfig(
                 name=name,
                 kind=cfg["kind"],
@@ -319,6 +359,8 @@ def _instruments(
                 grpc_server=cfg.get("grpc_server"),
                 options=copy.deepcopy(options),  # drivers must not edit Station.raw
                 grpc_tls=tls,
+                under_test=cfg["under_test"],
+                calibration=_calibration(cfg.get("calibration", {}), f"{path}.calibration", problems),
             )
     kinds = [t.get("kind") for t in data.values() if isinstance(t, dict)]
     if "balance" not in kinds:
@@ -355,6 +397,18 @@ def _driver_mismatch(driver: str, kind: str) -> str:
     fitting = [d for d, info in DRIVERS.items() if info.kind == kind]
     return (f"{show(driver)} drives a {DRIVERS[driver].kind}, not a {kind}; "
             f"drivers for kind {show(kind)}: {', '.join(show(d) for d in fitting)}")
+
+
+def _calibration(data: dict[str, Any], path: str, problems: Problems) -> dict[str, float]:
+    """Certificate figures: non-negative finite numbers, one message per bad value."""
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            problems.add(join(path, key), f"{show(value)} is not allowed; expected a non-negative number "
+                         "(a figure from the calibration certificate)")
+        else:
+            out[key] = float(value)
+    return out
 
 
 def _options(driver: str, options: dict[str, Any], path: str, problems: Problems) -> None:

@@ -26,6 +26,8 @@ class InstrumentConfig:
     # daq only: TLS to the NI gRPC device server (instruments.grpc_link): ca_file, cert_file,
     # key_file (absolute paths), server_name; None = plaintext, allowed only to this host
     grpc_tls: dict[str, str] | None = None
+    under_test: bool = False  # the item being verified, not test equipment
+    calibration: dict[str, float] = field(default_factory=dict)  # certificate figures for budgets
 
     def calibration_overdue(self, today: _dt.date | None = None) -> bool:
         return self.calibration_due < (today or _dt.date.today())
@@ -41,6 +43,7 @@ class SimConfig:
 class FluidConfig:
     name: str = "water"
     density_g_ml: float = 0.998
+    density_uncertainty_g_ml: float = 0.0005  # half-width, rectangular
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class Station:
     fluid: FluidConfig
     safety: SafetyConfig
     instruments: dict[str, InstrumentConfig]
+    audit_log: Path = Path("audit.jsonl")  # absolute: the station's one audit trail
+    key_registry: Path = Path("keys/registry.json")  # absolute
+    admin_keys: tuple[str, ...] = ()  # pinned root of trust for the key registry
+    operators: tuple[str, ...] = ()  # printed names allowed to operate (besides registry signers)
     raw: dict[str, Any] = field(default_factory=dict)  # the parsed TOML, for the run snapshot
     sections: dict[str, Any] = field(default_factory=dict)  # other validated sections (e.g. detection)
 

@@ -75,6 +75,16 @@ def register(subparsers: Any) -> None:
                         "2026-01-10T09:00) or this many days ago (7d)")
     parser.add_argument("--station", metavar="ID", help="only this station id")
     parser.add_argument("--label", metavar="LABEL", help="only this nightly suite entry")
+    release = parser.add_mutually_exclusive_group()
+    release.add_argument("--not-valid", dest="valid_for_release", action="store_false", default=None,
+                         help="only runs NOT VALID FOR RELEASE (validity condition or simulated data)")
+    release.add_argument("--valid", dest="valid_for_release", action="store_true", default=None,
+                         help="only runs valid for release")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--simulated", dest="simulated", action="store_true", default=None,
+                      help="only runs on a simulated bench or virtual clock")
+    mode.add_argument("--hardware", dest="simulated", action="store_false", default=None,
+                      help="only runs on hardware with a real clock")
     parser.add_argument("--limit", metavar="N", type=int, default=20, help="runs to list (default 20)")
     parser.add_argument("--station-file", metavar="FILE", default=None,
                         help=f"station file whose [history] url to use (default ${STATION_ENV} or ./rig.toml)")
@@ -120,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit <= 0:
         raise UsageError(f"--limit {args.limit}: must be a positive number of runs")
     filters = Filters(procedure_id=args.procedure, measurement=args.measurement, station_id=args.station,
-                      since=parse_since(args.since) if args.since else None, suite_label=args.label)
+                      since=parse_since(args.since) if args.since else None, suite_label=args.label,
+                      valid_for_release=args.valid_for_release, simulated=args.simulated)
     url = _url(args)
     if not args.imports and url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         print(f"No history yet at {url} (nothing has been filed; `rig nightly` and `rig history --import` file runs).")
@@ -183,11 +194,16 @@ def _import_registry(args: argparse.Namespace) -> Any:
 
 
 def _print_runs(console: Console, runs: list[Any], source: str) -> None:
-    table = Table("started (UTC)", "station", "procedure", "entry", "outcome", "report", title=f"Runs in {source}")
+    table = Table("started (UTC)", "station", "procedure", "entry", "outcome", "data", "release", "report",
+                  title=f"Runs in {source}")
     for r in runs:
+        data = "unknown" if r.simulated is None else ("[black on yellow]SIMULATED[/]" if r.simulated else "hardware")
+        release = r.release or "unknown"
         table.add_row(for_markup(r.started_utc[:19].replace("T", " ")), for_markup(r.station_id),
                       for_markup(f"{r.procedure_id} {r.procedure_version or ''}"), for_markup(r.suite_label or "—"),
-                      f"[{OUTCOME_STYLE.get(r.outcome, 'magenta')}]{for_markup(r.outcome)}[/]", for_markup(r.report_id or "—"))
+                      f"[{OUTCOME_STYLE.get(r.outcome, 'magenta')}]{for_markup(r.outcome)}[/]", data,
+                      for_markup(release) if release == "valid for release" else f"[red]{for_markup(release)}[/]",
+                      for_markup(r.report_id or "—"))
     console.print(table)
 
 

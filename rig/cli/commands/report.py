@@ -21,6 +21,7 @@ from rich.table import Table
 
 from reports.bundle import build_bundle, load_manifest, require_bundle_dir
 from reports.canonical import load_json_bytes
+from reports.formatting import limits_text, uncertainty_text, value_text
 from reports.keys import load_key_file
 from reports.registry import ENV_VAR as REGISTRY_ENV
 from reports.registry import ROLES, Registry, default_registry_path
@@ -42,7 +43,12 @@ without that block and `rig report verify` checks the block against signatures/,
 every file is still covered.
 """
 EPILOG = f"""\
-exit codes (verify): 0 valid, 1 invalid (reasons listed), 2 usage error.
+exit codes (verify): 0 valid, 1 invalid (reasons listed; with --require-hardware also simulated data),
+  2 usage error.
+exit codes (show): 0 bundle intact, every signature valid, verdict PASS and valid for release;
+  1 verdict not PASS; 4 PASS but NOT VALID FOR RELEASE (a validity condition: calibration, identity,
+  torn record); 5 bundle or a signature invalid (takes precedence); 2 usage error. Simulated data is
+  marked SIMULATED and never valid for release, but alone does not change the exit code.
 The key registry is --registry, else ${REGISTRY_ENV}, else ./keys/registry.json.
 The audit log is --audit-log, else $RIG_AUDIT_LOG, else audit.jsonl next to the registry
 (signatures) or next to the runs (builds).
@@ -100,15 +106,47 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+SIGNATURE_STYLE = {"valid": "green", "invalid": "red"}
+SHOW_EXIT = {"pass": 0, "not_pass": 1, "not_valid_for_release": 4, "invalid": 5}
+
+
+def release_line(simulated: bool, conditions: list[str]) -> str:
+    """SIMULATED and NOT VALID FOR RELEASE, as rich markup (empty when neither applies)."""
+    parts = []
+    if simulated:
+        parts.append("[bold black on yellow] SIMULATED [/] data from the simulated bench / virtual clock")
+    if conditions:
+        parts.append(f"[bold white on red] NOT VALID FOR RELEASE [/] {for_markup('; '.join(conditions))}")
+    return "\n".join(parts)
+
+
+def check_json(check: BundleCheck) -> dict[str, Any]:
+    """What `rig report verify --json` prints."""
+    return {
+        "valid": check.ok, "report_id": check.report_id, "run_id": check.run_id, "verdict": check.verdict,
+        "simulated": check.simulated, "conditions": check.conditions,
+        "signatures": [{"file": s.file, "sequence": s.sequence, "role": s.role,
+                        "signer_id": s.statement.get("signer_id"), "printed_name": s.statement.get("printed_name"),
+                        "signed_at": s.statement.get("signed_at"), "status": check.signature_status(s),
+                        "problems": list(s.problems)} for s in check.signatures],
+        "reasons": check.reasons(), "notes": check.notes, "bytes": check.bytes_hashed, "seconds": check.seconds,
+    }
+
+
 def print_check(check: BundleCheck, console: Console) -> None:
     state = "[bold green]VALID[/]" if check.ok else "[bold red]INVALID[/]"
     verdict = check.verdict or "?"
-    console.print(f"Bundle {state}: report {for_markup(str(check.report_id))}, run verdict "
-                  f"[{VERDICT_STYLE.get(verdict, 'bold')}]{for_markup(verdict)}[/], {len(check.signatures)} signature(s), "
-                  f"{check.files_checked} file(s), {check.bytes_hashed / 1e6:.1f} MB checked in {check.seconds:.2f} s")
+    console.print(f"Bundle {state}: report {for_markup(str(check.report_id))}, run {for_markup(str(check.run_id))}, "
+                  f"run verdict [{VERDICT_STYLE.get(verdict, 'bold')}]{for_markup(verdict)}[/], "
+                  f"{len(check.signatures)} signature(s), {check.files_checked} file(s), "
+                  f"{check.bytes_hashed / 1e6:.1f} MB checked in {check.seconds:.2f} s")
+    line = release_line(check.simulated, check.conditions)
+    if line:
+        console.print(line)
     for sig in check.signatures:
         s = sig.statement
-        mark = "[green]valid[/]" if sig.ok else "[red]INVALID[/]"
+        status = check.signature_status(sig)
+        mark = f"[{SIGNATURE_STYLE.get(status, 'dark_orange')}]{for_markup(status)}[/]"
         console.print(f"  #{sig.sequence:02d} {for_markup(sig.role)}: {for_markup(str(s.get('printed_name', '?')))} "
                       f"at {for_markup(str(s.get('signed_at', '?')))} — {mark}")
     for note in check.notes:
@@ -124,10 +162,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     bundle = require_bundle_dir(Path(args.bundle))
     has_signatures = (bundle / "signatures").is_dir() and any((bundle / "signatures").iterdir())
     registry = _registry(args.registry, required=has_signatures)
-    check = verify_bundle(bundle, registry, allow_unsigned=args.allow_unsigned)
+    check = verify_bundle(bundle, registry, allow_unsigned=args.allow_unsigned,
+                          require_hardware=args.require_hardware)
     if args.json:
-        print(json.dumps({"valid": check.ok, "report_id": check.report_id, "verdict": check.verdict,
-                          "reasons": check.reasons(), "notes": check.notes, "bytes": check.bytes_hashed, "seconds": check.seconds}, indent=2))
+        print(json.dumps(check_json(check), indent=2))
     else:
         print_check(check, Console(highlight=False))
     return 0 if check.ok else 1
@@ -147,12 +185,15 @@ def cmd_show(args: argparse.Namespace) -> int:
                   f"run {for_markup(str(results['run'].get('run_id')))}")
     style = VERDICT_STYLE.get(verdict["outcome"], "bold")
     console.print(f"Verdict: [{style}]{for_markup(verdict['outcome'])}[/] — {for_markup(str(verdict.get('reason')))}")
-    table = Table("measurement", "value", "limits", "requirement", "outcome", title="Measurements")
+    simulated = bool(results["station"].get("simulated", True))
+    conditions = list(verdict.get("conditions") or [])
+    line = release_line(simulated, conditions)
+    if line:
+        console.print(line)
+    table = Table("measurement", "value", "uncertainty", "limits", "requirement", "outcome", title="Measurements")
     for m in results.get("measurements") or []:
-        low, high = m.get("low"), m.get("high")
-        limits = f"{'' if low is None else low} … {'' if high is None else high}"
         colour = {"pass": "green", "fail": "red"}.get(m["outcome"], "magenta")
-        table.add_row(for_markup(str(m["name"])), for_markup(f"{m.get('value')} {m.get('unit') or ''}"), for_markup(limits),
+        table.add_row(for_markup(str(m["name"])), for_markup(value_text(m)), for_markup(uncertainty_text(m)), for_markup(limits_text(m)),
                       for_markup(str(m.get("requirement") or "")), f"[{colour}]{m['outcome'].upper()}[/]")
     console.print(table)
     registry = _registry(args.registry, required=False)
@@ -161,13 +202,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     sigs.columns[2].no_wrap = True
     for sig in check.signatures:
         s = sig.statement
-        status = "[green]valid[/]" if sig.ok else f"[red]{for_markup('; '.join(sig.problems))}[/]"
+        state = check.signature_status(sig)
+        status = (f"[red]{for_markup('; '.join(sig.problems))}[/]" if sig.problems
+                  else f"[{SIGNATURE_STYLE.get(state, 'dark_orange')}]{for_markup(state)}[/]")
         sigs.add_row(f"{sig.sequence:02d}", for_markup(str(s.get("printed_name", "?"))), for_markup(str(s.get("signed_at", "?"))[:19].replace("T", " ")),
                      for_markup(sig.role), for_markup(str(s.get("meaning", "?"))), status)
     console.print(sigs if check.signatures else "[dark_orange]Not signed.[/]")
     integrity = "[green]intact[/]" if not check.problems else f"[red]{len(check.problems)} problem(s)[/]: " + for_markup("; ".join(check.problems))
     console.print(f"Files: {integrity}")
-    return 0
+    if check.problems or any(sig.problems for sig in check.signatures):
+        return SHOW_EXIT["invalid"]
+    if verdict["outcome"] != "PASS":
+        return SHOW_EXIT["not_pass"]
+    return SHOW_EXIT["not_valid_for_release"] if conditions else SHOW_EXIT["pass"]
 
 
 def register(subparsers: Any) -> None:
@@ -198,9 +245,12 @@ def register(subparsers: Any) -> None:
     verify.add_argument("--registry", metavar="FILE")
     verify.add_argument("--allow-unsigned", action="store_true", help="accept a bundle without signatures (integrity only)")
     verify.add_argument("--json", action="store_true", help="machine-readable result")
+    verify.add_argument("--require-hardware", action="store_true",
+                        help="reject a bundle from a simulated bench or virtual clock (exit 1)")
     verify.set_defaults(func=cmd_verify)
 
-    show = verbs.add_parser("show", help="summarise a bundle: verdict, measurements, signatures")
+    show = verbs.add_parser("show", help="summarise a bundle: verdict, measurements, signatures; "
+                                         "exit 0 only for an intact PASS valid for release")
     show.add_argument("bundle", metavar="BUNDLE")
     show.add_argument("--registry", metavar="FILE")
     show.set_defaults(func=cmd_show)

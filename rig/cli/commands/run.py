@@ -28,9 +28,9 @@ from rig.engine.operator import (
 )
 from rig.engine.params import ParameterValues, parse_params
 from rig.engine.procedure import Procedure
-from rig.engine.runner import RunAborted, Runner, RunResult, check_calibration_policy
+from rig.engine.runner import RunAborted, Runner, RunResult, check_calibration_policy, item_serial_problem
 from rig.engine.signals import AbortFlag, abort_on_signals
-from rig.errors import UsageError
+from rig.errors import RigError, UsageError
 from rig.record import new_run_id, writable_directory
 from rig.station.bench import Bench
 from rig.station.config import STATION_ENV, default_station_path, load_station
@@ -60,6 +60,10 @@ exit codes:
      ports, or the simulated bench) is held by another controller, named in the message
      (nothing was started)
   3  ABORTED (Ctrl-C, SIGTERM, interlock, operator) or ERROR (instrument, timeout, safe state)
+  4  PASS, but NOT VALID FOR RELEASE: a validity condition holds (equipment calibration overdue or
+     unknown at the run date under calibration_policy = "warn", serial mismatch on a hardware
+     station, torn record). The outcome stays PASS; the condition is in the record's report,
+     `rig show` and the history. A simulated bench is marked SIMULATED but is not a condition.
 
 The station file is --station, else ${STATION_ENV}, else ./rig.toml.
 examples:
@@ -103,6 +107,35 @@ def default_operator() -> str:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no login name (containers): say so rather than guess
         return "unknown"
+
+
+def known_operators(station: Any) -> list[str]:
+    """Printed names that may operate: the station's [operators] names and every signer in its key
+    registry (whoever will sign performed_by must be the recorded operator)."""
+    names = list(getattr(station, "operators", ()) or ())
+    registry_path = getattr(station, "key_registry", None)
+    if registry_path is not None and Path(registry_path).is_file():
+        from reports.registry import Registry
+
+        try:
+            names += [k.printed_name for k in Registry.load(Path(registry_path)).keys]
+        except RigError:
+            pass  # a damaged registry is reported where it is used; the operator list still applies
+    return sorted(set(names))
+
+
+def operator_identity(given: str | None, station: Any) -> str:
+    """The recorded operator: never empty; when the station names its operators (or has signers),
+    one of them."""
+    if given is not None and not given.strip():
+        raise UsageError("--operator is empty; give the operator's printed name as in the key registry "
+                         "or the station's [operators] names")
+    name = (given if given is not None else default_operator()).strip()
+    allowed = known_operators(station)
+    if allowed and name not in allowed:
+        raise UsageError(f"--operator {name!r} is not a known operator of station {station.id}; known: "
+                         f"{', '.join(allowed)} (station [operators] names and key registry signers)")
+    return name
 
 
 def _answers(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
@@ -154,7 +187,7 @@ def preflight(args: argparse.Namespace, procedure: Procedure, station: Any,
     params = check(lambda: parse_params(args.param, procedure))
     check(lambda: check_calibration_policy(station))
     answers, via = check(lambda: _answers(args)) or ({}, {})
-    operator = Operator(args.operator or default_operator(), answers, answers_via=via,
+    operator = Operator(operator_identity(args.operator, station), answers, answers_via=via,
                         abort_requested=abort.reason)
     problems += operator.problems(procedure.operator_steps(), procedure.id)
     runs_dir = check(lambda: writable_directory(
@@ -166,6 +199,28 @@ def preflight(args: argparse.Namespace, procedure: Procedure, station: Any,
         raise UsageError(f"rig run {procedure.id} refused before starting ({len(problems)} problems):\n"
                          + "\n".join("  - " + p.replace("\n", "\n    ") for p in problems))
     return params, operator, runs_dir
+
+
+NOT_VALID_FOR_RELEASE_EXIT = 4
+
+
+def _release(result: RunResult) -> int:
+    """Print the validity conditions of the finished record; the exit code they give to a PASS."""
+    from reports.results import equipment, release_text, station_identity, validity_conditions
+    from rig.record import read_record
+
+    try:
+        record = read_record(result.run_dir)
+    except Exception as exc:  # noqa: BLE001 - the outcome is printed already; say why no conditions
+        print(f"rig: warning: validity conditions not evaluated: {exc}", file=sys.stderr)
+        return result.exit_code
+    identity = station_identity(record.started.get("station") or {})
+    conditions = validity_conditions(record, equipment(record), identity)
+    if identity["simulated"] or conditions:
+        print(release_text(conditions, identity["simulated"]))
+    if result.exit_code == 0 and conditions:
+        return NOT_VALID_FOR_RELEASE_EXIT
+    return result.exit_code
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,6 +258,9 @@ def run(args: argparse.Namespace) -> int:
                     print(f"rig: aborted before the run started: {exc.reason}", file=sys.stderr)
                     return 3
                 with Bench.open(station, lock=lock) as bench:
+                    problem = item_serial_problem(station, bench.identities, item)
+                    if problem:
+                        raise UsageError(problem)
                     runner = Runner(procedure=procedure, spec=spec, params=params, bench=bench,
                                     run_dir=runs_dir / run_id, run_id=run_id, operator=operator,
                                     display=display, abort=abort, item_under_test=item,
@@ -214,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
     out.write(f"{result.outcome}: {result.reason}\n")
     out.write(f"record: {result.run_dir / 'record.jsonl'}\n")
     out.flush()
+    code = _release(result)
     if not args.no_report:
         _build_report(result)
-    return result.exit_code
+    return code
 

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reports.formatting import limits_text, parameter_effective, uncertainty_text, value_text
+from reports.results import equipment, release_text, station_identity, validity_conditions
 from rig.errors import UsageError
 from rig.record import INCOMPLETE, SUPERVISOR, RunRecord, read_record
 from rig.station.config import STATION_ENV, default_station_path, load_station
@@ -27,9 +29,12 @@ against limits, events and the safe-state read-back. RUN is a run directory, a r
 run id (or unique prefix of one) in the station's runs directory.
 """
 EPILOG = f"""\
-exit codes:
-  0  the record was printed (whatever its outcome)
+exit codes: (the record is printed in every case)
+  0  PASS, valid for release (simulated data is marked SIMULATED but does not change the code)
+  1  the outcome is not PASS (FAIL, ABORTED, ERROR, INCOMPLETE)
   2  no such run, or the record is corrupt
+  4  PASS but NOT VALID FOR RELEASE (equipment calibration overdue or unknown at the run date,
+     serial mismatch on a hardware station, torn record)
 The station file (for run ids) is --station, else ${STATION_ENV}, else ./rig.toml.
 examples:
   rig show runs/20250101T120000Z-delivery_check-a1b2c3
@@ -69,6 +74,12 @@ def _num(value: Any) -> str:
     return "" if value is None else (f"{value:.5g}" if isinstance(value, float) else str(value))
 
 
+def release(record: RunRecord) -> tuple[bool, list[str]]:
+    """(simulated, validity conditions) of a record: the same rules as the report bundle."""
+    identity = station_identity(record.started.get("station") or {})
+    return identity["simulated"], validity_conditions(record, equipment(record), identity)
+
+
 def _lines(record: RunRecord) -> list[str]:
     s = record.started
     proc = s.get("procedure", {})
@@ -76,8 +87,12 @@ def _lines(record: RunRecord) -> list[str]:
     sw = s.get("software", {})
     out: list[str] = []
     finished = record.finished
+    simulated, conditions = release(record)
     out.append(f"Run {s.get('run_id', record.run_dir.name)}")
     out.append(f"  OUTCOME: {record.outcome} — {record.reason}")
+    if simulated:
+        out.append("  SIMULATED: data from the simulated bench / virtual clock, not from real equipment")
+    out.append(f"  {release_text(conditions, simulated)}")
     if finished is None:
         run_id = str(s.get("run_id", record.run_dir.name))
         holder = read_holder(str((station.get("station") or {}).get("id") or ""))
@@ -89,7 +104,10 @@ def _lines(record: RunRecord) -> list[str]:
         out.append(f"  last recorded event: {last.get('type')} {where} at {last.get('t_utc', '?')}"
                    + ("; the last line was torn mid-write" if record.truncated_tail else ""))
     out.append(f"Procedure {proc.get('id')} {proc.get('version')} — {proc.get('title', '')}")
-    out.append(f"  requirements: {', '.join(proc.get('requirements', []))}")
+    statements = proc.get("requirement_statements") or {}
+    out.append("  requirements:")
+    for req in proc.get("requirements", []):
+        out.append(f"    {req}: {statements.get(req, '(no statement in the spec)')}")
     out.append(f"  source sha256 {proc.get('source_sha256')}")
     out.append(f"  spec {proc.get('spec_version')} sha256 {proc.get('spec_sha256')}")
     st = station.get("station", {})
@@ -101,16 +119,22 @@ def _lines(record: RunRecord) -> list[str]:
                + (f"; finished {finished.get('t_utc')}" if finished else ""))
     item = s.get("item_under_test") or {}
     out.append("Item under test: " + (", ".join(f"{k} = {v}" for k, v in item.items()) or "(not named)"))
+    for row in equipment(record):
+        if row["under_test"]:
+            out.append(f"  instrument {row['name']}: {row['model'] or 'model not reported'}, serial {row['serial']}"
+                       + (f" (reports {row['reported_serial']})" if row.get("reported_serial") else ""))
     out.append("Parameters:")
     for name, p in (s.get("parameters") or {}).items():
-        out.append(f"  {name} = {_num(p.get('value'))} {p.get('unit', '')} ({p.get('source', '')})")
+        out.append(f"  {name} = {parameter_effective(p)} ({p.get('source', '')})")
     out.append("Instruments:")
-    for name, inst in (station.get("instruments") or {}).items():
-        ident = inst.get("identity") or {}
-        cal = "OVERDUE" if inst.get("calibration_overdue") else "ok"
-        out.append(f"  {name:<8} {inst.get('kind', ''):<16} {ident.get('model', '')} serial "
-                   f"{inst.get('serial')} fw {ident.get('firmware', '')} calibration due "
-                   f"{inst.get('calibration_due')} ({cal})")
+    for row in equipment(record):
+        if row["under_test"]:
+            out.append(f"  {row['name']:<8} {row['kind'] or '':<16} {row['model'] or ''} serial {row['serial']} "
+                       f"fw {row['firmware'] or ''} — ITEM UNDER TEST (not test equipment)")
+            continue
+        out.append(f"  {row['name']:<8} {row['kind'] or '':<16} {row['model'] or ''} serial "
+                   f"{row['serial']} fw {row['firmware'] or ''} calibration due "
+                   f"{row['calibration_due']} ({row['calibration_status']})")
     out.append("Steps:")
     for e in record.events:
         if e["type"] == "step_finished":
@@ -128,9 +152,8 @@ def _lines(record: RunRecord) -> list[str]:
                        f"{e.get('via', '?')} at {e.get('t_utc')}")
     out.append("Measurements:")
     for m in record.measurements:
-        out.append(f"  {m.get('name')} = {_num(m.get('value'))} {m.get('unit', '')} "
-                   f"[{_num(m.get('low'))}, {_num(m.get('high'))}] {m.get('requirement', '')} "
-                   f"-> {str(m.get('outcome', '')).upper()}")
+        out.append(f"  {m.get('name')} = {value_text(m)} ({uncertainty_text(m)}); limits {limits_text(m)}; "
+                   f"{m.get('requirement', '')} -> {str(m.get('outcome', '')).upper()}")
     if not record.measurements:
         out.append("  (none)")
     events = record.of_type("event")
@@ -149,11 +172,20 @@ def _lines(record: RunRecord) -> list[str]:
     return out
 
 
+def exit_code(record: RunRecord, conditions: list[str]) -> int:
+    """See EPILOG: 1 not PASS, 4 PASS with a validity condition, else 0."""
+    if record.outcome != "PASS":
+        return 1
+    return 4 if conditions else 0
+
+
 def run(args: argparse.Namespace) -> int:
     record = read_record(find_run(args.run_ref, args.station))
+    simulated, conditions = release(record)
     if args.json:
-        print(json.dumps({"outcome": record.outcome, "reason": record.reason,
+        print(json.dumps({"outcome": record.outcome, "reason": record.reason, "simulated": simulated,
+                          "conditions": conditions, "release": release_text(conditions, simulated),
                           "truncated_tail": record.truncated_tail, "events": record.events}, indent=2))
     else:
         sys.stdout.write("\n".join(for_terminal(line) for line in _lines(record)) + "\n")
-    return 0
+    return exit_code(record, conditions)
