@@ -35,7 +35,7 @@ from rig.station.lock import (
 )
 from tests.cli import assert_no_traceback, run_rig, start_rig, wait_for_step
 
-ANSWERS = ("--answer", "item_serial=SN-LOCK-1", "--answer", "setup=done")
+ANSWERS = ("--answer", "item_serial=NE1000-SIM-0001", "--answer", "setup=done")
 LONG_RUN = ("--param", "rate_ml_h=2", "--param", "duration_min=180", "--no-report")
 SHORT_RUN = ("--param", "rate_ml_h=2", "--param", "duration_min=20", "--no-report")
 
