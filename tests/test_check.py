@@ -144,7 +144,13 @@ def test_overdue_calibration_is_a_visible_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "overdue.toml"
-    path.write_text(SHIPPED_TEXT.replace("calibration_due = 2027-03-31", "calibration_due = 2020-01-31"),
+    text = SHIPPED_TEXT.replace("calibration_due = 2027-03-31", "calibration_due = 2020-01-31")
+    path.write_text(text, encoding="utf-8")
+    code, output = run_check(capsys, path)
+    assert code == 0, output
+    assert re.search(r"WARNING: calibration of balance \(serial B123456789\) is overdue: was due "
+                     r"2020-01-31, \d+ day\(s\) ago; runs will refuse to start", output), output  # block: the default
+    path.write_text(re.sub(r'^calibration_policy = .*$', 'calibration_policy = "warn"', text, flags=re.M),
                     encoding="utf-8")
     code, output = run_check(capsys, path)
     assert code == 0, output

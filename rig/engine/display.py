@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from rig.analysis.uncertainty import expanded_of, round_to_uncertainty
 from rig.record import utc_now
 
 RECENT_EVENTS = 6
@@ -202,7 +203,12 @@ class Display:
         lo = "" if event.get("low") is None else f"{event['low']:g}"
         hi = "" if event.get("high") is None else f"{event['high']:g}"
         value = event.get("value")
-        shown = "n/a" if value is None else f"{value:.5g}"
+        u = expanded_of(event.get("uncertainty"))
+        shown = "n/a" if value is None else round_to_uncertainty(value, u)
+        if value is not None and event.get("value_type") == "boolean":
+            shown = "yes" if value >= 0.5 else "no"
+        elif u is not None:
+            shown += f" ± {round_to_uncertainty(u, u)}"
         self._line(f"measurement {event['name']} = {shown} {event.get('unit', '')} "
                    f"[{lo}..{hi}] -> {str(event.get('outcome', '')).upper()}")
 

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     table = Table(show_lines=False)
     for column in ("Instrument", "Kind", "Resource", "Model", "Serial", "Firmware",
                    "Calibration due", "Status"):
-        table.add_column(column, no_wrap=column != "Status", overflow="fold")
+        table.add_column(column, no_wrap=column not in ("Status", "Model"), overflow="fold")
     problems: list[str] = []
     warnings: list[str] = []
     for name, entry in snap["instruments"].items():
