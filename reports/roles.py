@@ -4,7 +4,9 @@ Why one module: a rule that signing applies but verification does not is no rule
 
 - Order: generated_by (station) < performed_by < reviewed_by < approved_by; a later signature may
   not have a lower rank than an earlier one (nobody performs after the review).
-- Separation of duties: a reviewer or approver may not be a performer of the same report.
+- Separation of duties: a reviewer or approver may not be a performer of the same report, and a
+  signer holds one role per bundle (nobody signs twice, in the same role or another).
+- Identity: performed_by is signed by the recorded operator (printed name = the run's operator).
 - Verdict: every statement carries the bundle's verdict. A run that did not reach a decision
   (INCOMPLETE, ABORTED, ERROR) can only be signed as generated_by or reviewed_by: there is no
   result to perform-sign or approve. For any verdict other than PASS the meaning may not claim a
@@ -52,10 +54,16 @@ def order_problems(statements: list[dict[str, Any]]) -> list[list[str]]:
     """Per statement (same order), the order and separation-of-duty problems."""
     problems: list[list[str]] = []
     performers: set[str] = set()
+    roles_of: dict[str, str] = {}
     highest = -1
     for s in statements:
         mine: list[str] = []
         role, signer = s.get("role"), s.get("signer_id")
+        if signer is not None and str(signer) in roles_of:
+            mine.append(f"{signer} already signed this bundle as {roles_of[str(signer)]}; "
+                        "a signer holds one role per bundle")
+        elif signer is not None:
+            roles_of[str(signer)] = str(role)
         rank = RANK.get(str(role), -1)
         if rank < highest:
             mine.append(f"{role} signature comes after the {ROLES[highest]} signature (order is {' < '.join(ROLES)})")
@@ -66,3 +74,15 @@ def order_problems(statements: list[dict[str, Any]]) -> list[list[str]]:
             mine.append(f"{signer} performed this run and cannot also sign it as {role}")
         problems.append(mine)
     return problems
+
+
+def operator_problem(statement: dict[str, Any], operator: Any) -> str | None:
+    """performed_by must be the recorded operator's own signature."""
+    if statement.get("role") != "performed_by":
+        return None
+    if not isinstance(operator, str) or not operator.strip():
+        return "performed_by: the run recorded no operator, so nobody can sign that they performed it"
+    if statement.get("printed_name") != operator:
+        return (f"performed_by is signed by {statement.get('printed_name')} but the run was operated by "
+                f"{operator}; only the recorded operator may sign performed_by")
+    return None

@@ -60,7 +60,10 @@ def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *,
         if entry.signer_id != key.signer_id or entry.printed_name != key.printed_name:
             problems.append(f"key file says {key.signer_id} ({key.printed_name}); registry says "
                             f"{entry.signer_id} ({entry.printed_name})")
-        problems.append(entry.problem_at(_dt.datetime.fromisoformat(signed_at.replace("Z", "+00:00"))))
+        when = _dt.datetime.fromisoformat(signed_at.replace("Z", "+00:00"))
+        problems.append(entry.problem_at(when))
+        problems.append(registry.entry_problem(entry, when))
+    problems += registry.trust_problems()
     run_end = _run_end(bundle)
     if run_end and parse_utc(signed_at, "signed_at") < run_end:
         problems.append(f"the clock ({signed_at}) is behind the run's end ({run_end})")
@@ -82,6 +85,7 @@ def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *,
     }
     problems.append(clock_problem(existing, signed_at))
     problems += roles.order_problems(existing + [statement])[-1]
+    problems.append(roles.operator_problem(statement, check.operator))
     problems = [p for p in problems if p]
     if problems:
         raise SigningRefused("refusing to sign: " + "; ".join(problems))

@@ -52,7 +52,7 @@ def write_record(run_dir: Path, outcome: str = "PASS", *, duration_s: float = 12
     writer = RecordWriter(run_dir)
     writer.append(
         "run_started", run_id=run_id or run_dir.name, t_utc="2026-01-10T09:00:00.000000Z",
-        station=station_snapshot(), software={"version": "0.1.0", "git_sha": "0" * 40}, operator="jdoe",
+        station=station_snapshot(), software={"version": "0.1.0", "git_sha": "0" * 40}, operator="Jane Doe",
         procedure={"id": "flow_accuracy", "version": "1.0.0", "requirements": ["REQ-FLOW-001", "REQ-FLOW-002"],
                    "source_sha256": "a" * 64, "spec_sha256": "b" * 64, "spec_version": "2026.1"},
         parameters={"rate_ml_h": {"value": rate_ml_h, "unit": "mL/h"},
@@ -112,20 +112,41 @@ def write_record(run_dir: Path, outcome: str = "PASS", *, duration_s: float = 12
     return run_dir
 
 
+def make_admin(registry: "Registry", key_dir: Path, *, passphrase: str = "correct horse battery staple",
+               scrypt_log2_n: int = 10, added_at: str = "2020-01-01T00:00:00Z") -> "SigningKey":
+    """An administrator key for ``registry``, pinned in memory (as a station file would pin it) and
+    kept unlocked in ``registry.admin_signer`` so make_signer can enrol keys."""
+    from reports.dsse import b64
+    from reports.keys import generate_key_file, public_raw
+    from reports.registry import AdminEntry
+
+    key = generate_key_file(Path(key_dir) / "registry-admin.key", signer_id="registry-admin",
+                            printed_name="Registry Administrator", passphrase=passphrase, scrypt_log2_n=scrypt_log2_n)
+    registry.add_admin(AdminEntry(key.key_id, key.signer_id, key.printed_name, b64(public_raw(key.public_key)), added_at))
+    registry.pinned = (*registry.pinned, key.key_id)
+    registry.admin_signer = key
+    registry.sign_document(key, added_at)
+    registry.save()
+    return key
+
+
 def make_signer(registry: "Registry", key_dir: Path, signer_id: str, printed_name: str, roles: list[str], *,
                 passphrase: str = "correct horse battery staple", valid_from: str = "2020-01-01T00:00:00Z",
                 valid_until: str | None = None, scrypt_log2_n: int = 10) -> "SigningKey":
-    """A key file plus its registry entry (saved). Low scrypt cost by default: tests and benchmarks
-    create many keys; `rig keys new` always uses the strong default."""
-    import datetime as _dt
-
+    """A key file plus its registry entry, endorsed by the registry's administrator (created by
+    make_admin on first use) and saved. Enrolled at ``valid_from``. Low scrypt cost by default:
+    tests and benchmarks create many keys; `rig keys new` always uses the strong default."""
     from reports.dsse import b64
     from reports.keys import generate_key_file, public_raw
-    from reports.registry import KeyEntry, format_utc
+    from reports.registry import KeyEntry
 
+    admin = registry.admin_signer or make_admin(registry, key_dir, passphrase=passphrase, scrypt_log2_n=scrypt_log2_n)
     key = generate_key_file(Path(key_dir) / f"{signer_id}.key", signer_id=signer_id, printed_name=printed_name,
                             passphrase=passphrase, scrypt_log2_n=scrypt_log2_n)
-    registry.add(KeyEntry(key.key_id, signer_id, printed_name, b64(public_raw(key.public_key)), list(roles),
-                          valid_from, valid_until, format_utc(_dt.datetime.now(_dt.timezone.utc))))
+    entry = KeyEntry(key.key_id, signer_id, printed_name, b64(public_raw(key.public_key)), list(roles),
+                     valid_from, valid_until, valid_from)
+    registry.add(entry)
+    registry.endorse(entry, admin, valid_from)
+    registry.sign_document(admin, valid_from)
     registry.save()
     return key

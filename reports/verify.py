@@ -79,6 +79,7 @@ class BundleCheck:
     report_id: str | None = None
     verdict: str | None = None
     run_id: str | None = None
+    operator: Any = None  # the recorded operator (results.json run.operator)
     simulated: bool = True
     conditions: list[str] = field(default_factory=list)
     manifest_sha256: str | None = None
@@ -192,6 +193,7 @@ def _check_results(bundle: Path, manifest: dict[str, Any], check: BundleCheck) -
         check.problems.append("results.json validity conditions or simulated flag differ from the manifest's")
     check.simulated, check.conditions = bool(manifest.get("simulated", True)), list(manifest.get("conditions") or [])
     check.run_id = results.get("run", {}).get("run_id") or manifest.get("run_id")
+    check.operator = results.get("run", {}).get("operator")
 
 
 def _check_statement(
@@ -255,6 +257,9 @@ def _check_statement(
     validity = entry.problem_at(signed_at)
     if validity:
         p.append(validity)
+    trust = registry.entry_problem(entry, signed_at)
+    if trust:
+        p.append(trust)
     return signed_at
 
 
@@ -313,6 +318,12 @@ def verify_bundle(bundle: Path, registry: Registry | None, *, allow_unsigned: bo
         prior.append(data)
     for sig, order_problems in zip(check.signatures, roles.order_problems([s.statement for s in check.signatures])):
         sig.problems += order_problems
+    for sig in check.signatures:
+        problem = roles.operator_problem(sig.statement, check.operator)
+        if problem:
+            sig.problems.append(problem)
+    if check.signatures and registry is not None:
+        check.problems += registry.trust_problems()
     _check_html_block(bundle, check)
     if check.signatures:
         check.notes.append(SIGNER_CLAIM_NOTE)

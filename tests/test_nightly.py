@@ -14,6 +14,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -188,7 +189,8 @@ def test_refuses_a_key_the_registry_does_not_allow(tmp_path: Path, station_file)
     make_signer(registry, tmp_path / "keys", "jdoe", "Jane Doe", ["performed_by"])
     env = {"RIG_STATION_KEY": str(tmp_path / "keys" / "jdoe.key"), "RIG_KEY_PASSPHRASE": PASSPHRASE,
            "RIG_KEY_REGISTRY": str(registry.path)}
-    done = rig("nightly", "--station", str(station_file()), "--suite", str(suite_file(tmp_path, ["a"])), env=env)
+    station = station_file(set={"signing.admin_keys": list(registry.pinned)})
+    done = rig("nightly", "--station", str(station), "--suite", str(suite_file(tmp_path, ["a"])), env=env)
     assert done.returncode == 2 and "may not sign as generated_by" in done.stderr
 
 
@@ -201,7 +203,8 @@ def test_two_stations_run_nightly_at_once_into_one_history(tmp_path: Path, stati
            "RIG_KEY_REGISTRY": str(lab["registry"].path)}
     procs = []
     for station_id in ("RIG-A", "RIG-B"):
-        station = station_writer(tmp_path / station_id, set={"station.id": station_id, "history.url": url},
+        station = station_writer(tmp_path / station_id, set={"station.id": station_id, "history.url": url,
+                                                             "signing.admin_keys": list(lab["registry"].pinned)},
                                  without=("dmm", "daq"))
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "rig", "nightly", "--station", str(station), "--suite", str(suite),
@@ -229,12 +232,18 @@ def test_load_station_signer_checks_key_and_passphrase(tmp_path: Path, lab: dict
 
     monkeypatch.delenv("RIG_STATION_KEY", raising=False)
     monkeypatch.setenv("RIG_KEY_PASSPHRASE", PASSPHRASE)
-    signer = load_station_signer(str(lab["key_path"]), str(lab["registry"].path))
+    station = SimpleNamespace(admin_keys=lab["registry"].pinned, key_registry=None)
+    signer = load_station_signer(str(lab["key_path"]), str(lab["registry"].path), station=station)
     assert signer.key.signer_id == "station-01"
     assert "RIG_KEY_PASSPHRASE" not in os.environ  # taken and scrubbed: children never inherit it
     secret_env.forget()
+    monkeypatch.setenv("RIG_KEY_PASSPHRASE", PASSPHRASE)
+    with pytest.raises(UsageError, match="no administrator key is pinned"):
+        load_station_signer(str(lab["key_path"]), str(lab["registry"].path))  # a station without [signing]
+    secret_env.forget()
+    monkeypatch.delenv("RIG_KEY_PASSPHRASE", raising=False)
     with pytest.raises(UsageError, match=r"no passphrase in \$RIG_KEY_PASSPHRASE"):
-        load_station_signer(str(lab["key_path"]), str(lab["registry"].path))
+        load_station_signer(str(lab["key_path"]), str(lab["registry"].path), station=station)
 
 
 def test_sigterm_from_a_cancelled_ci_job_aborts_cleanly(tmp_path: Path, station_file) -> None:

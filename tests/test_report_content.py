@@ -200,3 +200,51 @@ def test_operator_is_an_identity(tmp_path: Path, station_writer: Any) -> None:
     assert stranger.returncode == 2
     assert "--operator 'S. Olo' is not a known operator of station SIM-BENCH-01; known: A. Tech, T. Tester" \
         in stranger.stderr
+
+
+# -- the rendered page (headless Chromium) --------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync")
+STRIPE_YELLOW = (0xFD, 0xD8, 0x35)  # .sim-banner stripes
+
+
+def screenshot(page: Path, out: Path, tmp_path: Path) -> Any:
+    """The first screen (1280 x 900) of ``page`` as Chromium renders it, as a Pillow image."""
+    from PIL import Image
+
+    done = subprocess.run([str(CHROMIUM), *CHROMIUM_ARGS, f"--user-data-dir={tmp_path / 'profile'}",
+                           "--window-size=1280,900", f"--screenshot={out}", page.resolve().as_uri()],
+                          capture_output=True, text=True, timeout=90)
+    assert out.is_file(), done.stderr[-2000:]
+    return Image.open(out).convert("RGB")
+
+
+def yellow_pixels(image: Any, rows: int) -> int:
+    width = image.size[0]
+    pixels = image.load()
+    return sum(1 for y in range(0, rows, 2) for x in range(0, width, 2)
+               if all(abs(a - b) <= 12 for a, b in zip(pixels[x, y], STRIPE_YELLOW)))
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian chromium is not installed at /usr/bin/chromium "
+                    "(.ci/install-chromium.sh installs it where apt and root are available)")
+def test_rendered_report_shows_the_simulated_banner_in_the_first_screen(flow_run: dict[str, Any], tmp_path: Path) -> None:
+    image = screenshot(flow_run["bundle"] / "report.html", tmp_path / "sim.png", tmp_path)
+    assert image.size == (1280, 900)
+    top = yellow_pixels(image, 150)  # the banner is the first thing on the page
+    assert top > 500, f"only {top} banner-yellow pixels in the first 150 px"
+    # negative control: the same page from a hardware station has no banner
+    from reports.bundle import build_bundle
+    from reports.synthetic import write_record
+
+    run = write_record(tmp_path / "hw" / "run", "PASS", duration_s=120.0)
+    record = run / "record.jsonl"
+    lines = record.read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    first["station"]["station"].update(mode="hardware", clock="real")
+    record.write_text("\n".join([json.dumps(first)] + lines[1:]) + "\n", encoding="utf-8")
+    bundle = build_bundle(run, audit_log=tmp_path / "audit.jsonl")
+    hardware = screenshot(bundle / "report.html", tmp_path / "hw.png", tmp_path)
+    assert yellow_pixels(hardware, 900) == 0

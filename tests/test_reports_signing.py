@@ -29,6 +29,7 @@ def lab(tmp_path: Path) -> dict:
         "root": tmp_path, "registry": registry, "audit": tmp_path / "audit.jsonl",
         "jdoe": make_signer(registry, keys, "jdoe", "Jane Doe", ["performed_by", "reviewed_by"]),
         "rroe": make_signer(registry, keys, "rroe", "Richard Roe", ["reviewed_by", "approved_by"]),
+        "aapp": make_signer(registry, keys, "aapp", "Ann Approver", ["approved_by"]),
         "station": make_signer(registry, keys, "station-01", "Station SIM-BENCH-01", ["generated_by"]),
     }
     return lab
@@ -48,7 +49,7 @@ def signed(lab: dict) -> Path:
     bundle = new_bundle(lab)
     sign(lab, bundle, "jdoe", "performed_by")
     sign(lab, bundle, "rroe", "reviewed_by")
-    sign(lab, bundle, "rroe", "approved_by")
+    sign(lab, bundle, "aapp", "approved_by")  # one role per signer per bundle
     return bundle
 
 

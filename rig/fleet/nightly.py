@@ -110,7 +110,7 @@ class StationSigner:
 
 
 def load_station_signer(key_path: str | None, registry_path: str | None,
-                        passphrase_env: str = PASSPHRASE_ENV) -> StationSigner:
+                        passphrase_env: str = PASSPHRASE_ENV, station: Any = None) -> StationSigner:
     """Decrypt the station key (path from --key or $RIG_STATION_KEY, passphrase from the
     environment: nobody is there to type it) and check, before anything runs, that the registry
     lets it sign as generated_by now. UsageError (exit 2) otherwise."""
@@ -130,7 +130,10 @@ def load_station_signer(key_path: str | None, registry_path: str | None,
                          "cannot prompt for it")
     path = Path(path_text).expanduser()
     key = load_key_file(path, passphrase)
-    registry = Registry.load(Path(registry_path) if registry_path else default_registry_path())
+    registry = Registry.load(Path(registry_path) if registry_path else default_registry_path(
+        getattr(station, "key_registry", None)), pinned=tuple(getattr(station, "admin_keys", ()) or ()))
+    for trouble in registry.trust_problems():
+        raise UsageError(f"station key {key.signer_id}: {trouble}")
     entry = registry.find(key.key_id)
     if entry is None:
         raise UsageError(f"station key {path} ({key.signer_id}, {key.key_id}) is not in the key registry "
@@ -138,7 +141,7 @@ def load_station_signer(key_path: str | None, registry_path: str | None,
     if SIGNING_ROLE not in entry.roles:
         raise UsageError(f"station key {key.signer_id} may not sign as {SIGNING_ROLE} (its roles: "
                          f"{', '.join(entry.roles)})")
-    problem = entry.problem_at(_dt.datetime.now(_dt.timezone.utc))
+    problem = entry.problem_at(_dt.datetime.now(_dt.timezone.utc)) or registry.entry_problem(entry)
     if problem:
         raise UsageError(f"station key {key.signer_id}: {problem}")
     return StationSigner(key=key, registry=registry, key_path=path)

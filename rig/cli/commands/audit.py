@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from reports import audit
-from reports.registry import default_registry_path
+from rig.cli.trust import audit_path
 from rig.errors import UsageError
 from rig.textsafe import for_terminal
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    path = audit.resolve_log_path(args.file, near=default_registry_path().parent)
+    path = audit.resolve_log_path(args.file) if args.file else audit_path(args)
     if not path.is_file():
         raise UsageError(f"no audit log at {path}")
     anchors, expected, problems = [], [], []
@@ -53,7 +53,9 @@ def register(subparsers: Any) -> None:
     verbs = parser.add_subparsers(dest="audit_command", metavar="VERB", required=True)
     verify = verbs.add_parser("verify", help="detect edited, deleted or reordered entries (exit 1)")
     verify.add_argument("file", nargs="?", metavar="FILE",
-                        help="audit log (default $RIG_AUDIT_LOG, else audit.jsonl next to the key registry)")
+                        help="audit log (default $RIG_AUDIT_LOG, else the station file's audit_log)")
+    verify.add_argument("--station", metavar="FILE", default=None,
+                        help="station file naming the audit trail (default $RIG_STATION, else ./rig.toml)")
     verify.add_argument("--head", metavar="HASH", help="a head hash noted earlier: fail if it is no longer in the log")
     verify.add_argument("--bundle", metavar="BUNDLE", nargs="+", default=None,
                         help="report bundles whose signatures anchor this log: fail if an anchored entry is missing "

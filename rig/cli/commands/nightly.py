@@ -44,7 +44,8 @@ report/ bundle), junit.xml (every entry), summary.html (one page, trend plots, w
 summary.json and nightly.log.
 
 The station key: ${KEY_ENV} = key file (or --key), ${PASSPHRASE_ENV} = its passphrase; the registry
-is --registry, else $RIG_KEY_REGISTRY, else ./keys/registry.json. Without a key the nightly refuses
+is --registry, else $RIG_KEY_REGISTRY, else the station file's key_registry; its administrator must be
+pinned in the station file ([signing] admin_keys). Without a key the nightly refuses
 to start, unless --unsigned (then bundles verify only for integrity).
 """
 EPILOG = f"""\
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     station = load_station(args.station or default_station_path())
     suite = load_suite(args.suite or default_suite_path())
     check_calibration_policy(station)
-    signer = None if args.unsigned else load_station_signer(args.key, args.registry)
+    signer = None if args.unsigned else load_station_signer(args.key, args.registry, station=station)
     url = station_url(station, args.history)
     nightly_id = new_nightly_id(suite.name)
     out_dir = Path(args.out).expanduser().resolve() if args.out else station.runs_dir / "nightly" / nightly_id

@@ -19,15 +19,17 @@ from rich.console import Console
 from rig.textsafe import for_markup, for_terminal
 from rich.table import Table
 
+from reports import audit
 from reports.bundle import build_bundle, load_manifest, require_bundle_dir
 from reports.canonical import load_json_bytes
 from reports.formatting import limits_text, uncertainty_text, value_text
 from reports.keys import load_key_file
 from reports.registry import ENV_VAR as REGISTRY_ENV
-from reports.registry import ROLES, Registry, default_registry_path
+from reports.registry import ROLES
 from reports.signing import sign_bundle
 from reports.verify import BundleCheck, verify_bundle
 from rig import secret_env
+from rig.cli.trust import add_options, audit_path, load_registry
 from rig.errors import RigError, UsageError
 
 PASSPHRASE_ENV = "RIG_KEY_PASSPHRASE"
@@ -49,9 +51,11 @@ exit codes (show): 0 bundle intact, every signature valid, verdict PASS and vali
   1 verdict not PASS; 4 PASS but NOT VALID FOR RELEASE (a validity condition: calibration, identity,
   torn record); 5 bundle or a signature invalid (takes precedence); 2 usage error. Simulated data is
   marked SIMULATED and never valid for release, but alone does not change the exit code.
-The key registry is --registry, else ${REGISTRY_ENV}, else ./keys/registry.json.
-The audit log is --audit-log, else $RIG_AUDIT_LOG, else audit.jsonl next to the registry
-(signatures) or next to the runs (builds).
+The key registry is --registry, else ${REGISTRY_ENV}, else the station file's key_registry; its
+entries count only when signed by an administrator the station file pins ([signing] admin_keys,
+or --admin-key-id). The station file is --station, else $RIG_STATION, else ./rig.toml.
+The audit trail is --audit-log, else $RIG_AUDIT_LOG, else the station file's audit_log (for a
+build: the station that made the run).
 examples:
   rig report build runs/20260110T090000Z-flow_accuracy
   rig report sign runs/…/report --role performed_by --key ~/.rig/keys/jdoe.key
@@ -74,17 +78,25 @@ def read_passphrase(env_name: str, prompt: str, *, confirm: bool = False) -> str
     return first
 
 
-def _registry(path: str | None, *, required: bool) -> Registry | None:
-    chosen = Path(path) if path else default_registry_path()
-    if not required and not path and not chosen.is_file():
+def _run_station_audit(run: Path) -> Path | None:
+    """The audit trail of the station that made this run (its station file, as recorded), if that
+    file is still there: a report build belongs in the same trail as the run."""
+    from rig.record import read_record
+    from rig.station.config import load_station
+
+    try:
+        snapshot = read_record(run).started.get("station") or {}
+        station_file = (snapshot.get("station") or {}).get("path")
+        return Path(load_station(Path(station_file)).audit_log) if station_file else None
+    except Exception:  # noqa: BLE001 - no station file any more: fall back to the runs directory
         return None
-    return Registry.load(chosen)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     try:
+        explicit = args.audit_log or os.environ.get(audit.ENV_VAR)
         bundle = build_bundle(Path(args.run), Path(args.out) if args.out else None, supersedes=args.supersedes,
-                              audit_log=Path(args.audit_log) if args.audit_log else None)
+                              audit_log=Path(explicit) if explicit else _run_station_audit(Path(args.run)))
     except OSError as exc:  # disk full, permission denied: the partial bundle is already removed
         raise RigError(f"report bundle not built: {exc}") from exc
     manifest, _ = load_manifest(bundle)
@@ -94,12 +106,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     bundle = require_bundle_dir(Path(args.bundle))
-    registry = _registry(args.registry, required=True)
+    registry = load_registry(args, required=True)
+    assert registry is not None
     passphrase = read_passphrase(args.passphrase_env, f"passphrase for {args.key}: ")
     key = load_key_file(Path(args.key), passphrase)
     try:
         path = sign_bundle(bundle, key, args.role, registry, meaning=args.meaning,
-                           audit_log=Path(args.audit_log) if args.audit_log else None)
+                           audit_log=audit_path(args, near=registry.path.parent))
     except OSError as exc:  # disk full, read-only bundle: one line, not a traceback
         raise RigError(f"signature not written: {exc}") from exc
     print(for_terminal(f"signed as {args.role} by {key.printed_name} ({key.signer_id}): {path}"))
@@ -161,7 +174,7 @@ def print_check(check: BundleCheck, console: Console) -> None:
 def cmd_verify(args: argparse.Namespace) -> int:
     bundle = require_bundle_dir(Path(args.bundle))
     has_signatures = (bundle / "signatures").is_dir() and any((bundle / "signatures").iterdir())
-    registry = _registry(args.registry, required=has_signatures)
+    registry = load_registry(args, required=has_signatures)
     check = verify_bundle(bundle, registry, allow_unsigned=args.allow_unsigned,
                           require_hardware=args.require_hardware)
     if args.json:
@@ -196,7 +209,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         table.add_row(for_markup(str(m["name"])), for_markup(value_text(m)), for_markup(uncertainty_text(m)), for_markup(limits_text(m)),
                       for_markup(str(m.get("requirement") or "")), f"[{colour}]{m['outcome'].upper()}[/]")
     console.print(table)
-    registry = _registry(args.registry, required=False)
+    registry = load_registry(args, required=False)
     check = verify_bundle(bundle, registry, allow_unsigned=True)
     sigs = Table("#", "printed name", "signed (UTC)", "role", "meaning", "status", title="Signatures")
     sigs.columns[2].no_wrap = True
@@ -233,7 +246,7 @@ def register(subparsers: Any) -> None:
     sign.add_argument("bundle", metavar="BUNDLE")
     sign.add_argument("--role", required=True, choices=ROLES)
     sign.add_argument("--key", required=True, metavar="KEYFILE", help="encrypted private key from `rig keys new`")
-    sign.add_argument("--registry", metavar="FILE")
+    add_options(sign, audit_log=False)
     sign.add_argument("--meaning", metavar="TEXT", help="what the signature means (default: the role's meaning and the verdict)")
     sign.add_argument("--passphrase-env", default=PASSPHRASE_ENV, metavar="VAR",
                       help=f"environment variable holding the passphrase (default {PASSPHRASE_ENV}); prompted otherwise")
@@ -242,7 +255,7 @@ def register(subparsers: Any) -> None:
 
     verify = verbs.add_parser("verify", help="check every file and signature; exit 0 valid, 1 invalid")
     verify.add_argument("bundle", metavar="BUNDLE")
-    verify.add_argument("--registry", metavar="FILE")
+    add_options(verify, audit_log=False)
     verify.add_argument("--allow-unsigned", action="store_true", help="accept a bundle without signatures (integrity only)")
     verify.add_argument("--json", action="store_true", help="machine-readable result")
     verify.add_argument("--require-hardware", action="store_true",
@@ -252,5 +265,5 @@ def register(subparsers: Any) -> None:
     show = verbs.add_parser("show", help="summarise a bundle: verdict, measurements, signatures; "
                                          "exit 0 only for an intact PASS valid for release")
     show.add_argument("bundle", metavar="BUNDLE")
-    show.add_argument("--registry", metavar="FILE")
+    add_options(show, audit_log=False)
     show.set_defaults(func=cmd_show)

@@ -158,10 +158,17 @@ def _ask_item(procedure: Procedure, operator: Operator, display: Display) -> tup
     return {a.step: a.answer for a in recorded}, recorded
 
 
-def _build_report(result: RunResult) -> None:
+def station_audit_log(station: Any) -> Path:
+    """$RIG_AUDIT_LOG, else the station's one audit trail (station.audit_log)."""
+    from reports.audit import ENV_VAR
+
+    return Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else Path(station.audit_log)
+
+
+def _build_report(result: RunResult, audit_log: Path | None = None) -> None:
     """The report bundle is a convenience here: its failure never changes the run's outcome."""
     try:
-        bundle = build_bundle(result.run_dir)
+        bundle = build_bundle(result.run_dir, audit_log=audit_log)
     except Exception as exc:  # noqa: BLE001 - reported, not raised (see docstring)
         print(f"rig: warning: report bundle not built: {exc}", file=sys.stderr)
         return
@@ -235,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     params, operator, runs_dir = preflight(args, procedure, station, abort)
     run_id = new_run_id(procedure.id)
     with StationLock.acquire(station, owner=f"rig run {procedure.id}", run_id=run_id) as lock:
-        warn_takeover(lock, audit_log_near=runs_dir)
+        warn_takeover(lock, audit_log_near=station_audit_log(station).parent)
         display = make_display(plain=True if args.plain else None)
         runner: Runner | None = None
 
@@ -264,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
                     runner = Runner(procedure=procedure, spec=spec, params=params, bench=bench,
                                     run_dir=runs_dir / run_id, run_id=run_id, operator=operator,
                                     display=display, abort=abort, item_under_test=item,
-                                    pre_answers=item_answers)
+                                    pre_answers=item_answers, audit_log=station_audit_log(station))
                     result = runner.run()
         finally:
             display.close()
@@ -274,6 +281,6 @@ def run(args: argparse.Namespace) -> int:
     out.flush()
     code = _release(result)
     if not args.no_report:
-        _build_report(result)
+        _build_report(result, station_audit_log(station))
     return code
 
