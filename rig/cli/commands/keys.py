@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rig.textsafe import for_markup, for_terminal, name_problem
 from rich.table import Table
 
 from cryptography.exceptions import InvalidSignature
@@ -33,6 +32,7 @@ from reports.registry import (
 from rig.cli.commands.report import PASSPHRASE_ENV, read_passphrase
 from rig.cli.trust import add_options, audit_path, load_registry
 from rig.errors import UsageError
+from rig.textsafe import for_markup, for_terminal, name_problem
 
 SIGNER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_KEY_DIR = Path.home() / ".rig" / "keys"
@@ -54,22 +54,13 @@ def _now() -> str:
 def _check_identity(args: argparse.Namespace) -> list[str]:
     if not SIGNER_ID.match(args.id):
         raise UsageError(f"--id {args.id!r}: use 1-64 letters, digits, '.', '_' or '-' (e.g. jdoe, station-01)")
-<<<<<<< HEAD
     problem = name_problem(args.name, "--name (the signer's printed name, shown with every signature)")
     if problem:
         raise UsageError(problem)
-    if args.valid_days <= 0:
-        raise UsageError(f"--valid-days {args.valid_days}: must be a positive number of days")
-    roles = parse_roles(args.roles)
-    registry = Registry.load(_registry_path(args), create=True)
-=======
-    if not args.name.strip():
-        raise UsageError("--name must be the signer's printed name (shown with every signature)")
     return parse_roles(args.roles) if getattr(args, "roles", None) is not None else []
 
 
 def _new_key_file(args: argparse.Namespace, prompt: str) -> Any:
->>>>>>> e208c50 (Root of trust for signers (issue 17): registry entries and the registry itself signed by an administrator key the station file pins ([signing] admin_keys); rig keys init-admin/new (enrolment request)/approve/revoke (admin); verify traces every signer to the pinned root, enrolled before the signature; unsigned, foreign or edited entries, duplicate printed names -> INVALID with the reason; performed_by only by the recorded operator, one role per signer; one audit trail per station (audit_log, key_registry in the station file; rig audit verify checks it by default); make demo enrols through an administrator; headless Chromium screenshot test of the SIMULATED banner)
     out = Path(args.out).expanduser() if args.out else DEFAULT_KEY_DIR
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_path = out / f"{args.id}.key"
@@ -106,7 +97,7 @@ def cmd_init_admin(args: argparse.Namespace) -> int:
     registry.sign_document(key, at)
     registry.save()
     _log(args, registry, "registry_created", admin_key_id=key.key_id, admin_id=args.id, printed_name=key.printed_name)
-    print(f"administrator key {key.key_id} for {key.printed_name} ({args.id})")
+    print(for_terminal(f"administrator key {key.key_id} for {key.printed_name} ({args.id})"))
     print(f"  private key: {key_path} (mode 0600, keep it and its passphrase secret; it approves every signer)")
     print(f"  registry:    {registry.path}")
     print(f"  pin it in the station file:\n    [signing]\n    admin_keys = [\"{key.key_id}\"]")
@@ -149,7 +140,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         request_path.write_bytes(canonical_json(request) + b"\n")
         _log(args, registry, "enrolment_requested", key_id=key.key_id, signer_id=args.id,
              printed_name=key.printed_name, roles=roles)
-        print(f"key {key.key_id} for {key.printed_name} ({args.id}): NOT yet enrolled")
+        print(for_terminal(f"key {key.key_id} for {key.printed_name} ({args.id}): NOT yet enrolled"))
         print(f"  private key: {key_path} (mode 0600, keep it and its passphrase secret)")
         print(f"  enrolment request: {request_path}")
         print(f"  an administrator enrols it: rig keys approve {request_path} --admin-key ADMIN.key")
@@ -161,8 +152,8 @@ def cmd_new(args: argparse.Namespace) -> int:
         raise
     _log(args, registry, "key_enrolled", key_id=key.key_id, signer_id=args.id, printed_name=key.printed_name,
          roles=roles, approved_by=admin.key_id)
-    print(f"key {key.key_id} for {key.printed_name} ({args.id}), roles {', '.join(entry.roles)}, "
-          f"enrolled by administrator {admin.signer_id}")
+    print(for_terminal(f"key {key.key_id} for {key.printed_name} ({args.id}), roles {', '.join(entry.roles)}, "
+                       f"enrolled by administrator {admin.signer_id}"))
     print(f"  private key: {key_path} (mode 0600, keep it and its passphrase secret)")
     print(f"  registry:    {registry.path}")
     return 0
@@ -192,8 +183,8 @@ def cmd_approve(args: argparse.Namespace) -> int:
     entry = _enrol(registry, {**body, "roles": roles}, admin)
     _log(args, registry, "key_enrolled", key_id=entry.key_id, signer_id=entry.signer_id,
          printed_name=entry.printed_name, roles=entry.roles, approved_by=admin.key_id)
-    print(f"enrolled {entry.key_id} for {entry.printed_name} ({entry.signer_id}), roles {', '.join(entry.roles)}, "
-          f"approved by {admin.printed_name} ({admin.signer_id})")
+    print(for_terminal(f"enrolled {entry.key_id} for {entry.printed_name} ({entry.signer_id}), roles "
+                       f"{', '.join(entry.roles)}, approved by {admin.printed_name} ({admin.signer_id})"))
     return 0
 
 
@@ -215,26 +206,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     table = Table("signer", "printed name", "key id", "roles", "valid from", "valid until", "status",
                   title=f"Key registry {registry.path}")
     for e in sorted(registry.keys, key=lambda k: (k.signer_id, k.valid_from)):
-<<<<<<< HEAD
         table.add_row(for_markup(e.signer_id), for_markup(e.printed_name), for_markup(e.key_id), for_markup(", ".join(e.roles)),
-                      for_markup(e.valid_from[:19]), for_markup((e.valid_until or "—")[:19]), _status(e, now))
-    Console(highlight=False).print(table if registry.keys else f"No keys in {registry.path}.")
-=======
-        table.add_row(escape(e.signer_id), escape(e.printed_name), escape(e.key_id), escape(", ".join(e.roles)),
-                      escape(e.valid_from[:19]), escape((e.valid_until or "—")[:19]), _status(registry, e, now))
+                      for_markup(e.valid_from[:19]), for_markup((e.valid_until or "—")[:19]), _status(registry, e, now))
     console = Console(highlight=False)
     for admin in registry.admins:
         pinned = "pinned by the station" if admin.key_id in registry.pinned else "[red]NOT pinned[/]"
-        console.print(f"administrator {escape(admin.printed_name)} ({escape(admin.admin_id)}) "
-                      f"{escape(admin.key_id)}: {pinned}")
+        console.print(f"administrator {for_markup(admin.printed_name)} ({for_markup(admin.admin_id)}) "
+                      f"{for_markup(admin.key_id)}: {pinned}")
     for problem in registry.trust_problems():
-        console.print(f"[bold red]registry not trusted:[/] {escape(problem)}", soft_wrap=True)
+        console.print(f"[bold red]registry not trusted:[/] {for_markup(problem)}", soft_wrap=True)
     console.print(table if registry.keys else f"No keys in {registry.path}.")
     for e in registry.keys:
         trust = registry.entry_problem(e) if registry.pinned else None
         if trust:
-            console.print(f"[bold red]not trusted:[/] {escape(trust)}", soft_wrap=True)
->>>>>>> e208c50 (Root of trust for signers (issue 17): registry entries and the registry itself signed by an administrator key the station file pins ([signing] admin_keys); rig keys init-admin/new (enrolment request)/approve/revoke (admin); verify traces every signer to the pinned root, enrolled before the signature; unsigned, foreign or edited entries, duplicate printed names -> INVALID with the reason; performed_by only by the recorded operator, one role per signer; one audit trail per station (audit_log, key_registry in the station file; rig audit verify checks it by default); make demo enrols through an administrator; headless Chromium screenshot test of the SIMULATED banner)
+            console.print(f"[bold red]not trusted:[/] {for_markup(trust)}", soft_wrap=True)
     return 0
 
 
@@ -251,13 +236,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     registry.save()
     for key in revoked:
         _log(args, registry, "key_revoked", key_id=key.key_id, signer_id=key.signer_id, reason=args.reason,
-<<<<<<< HEAD
-             revoked_at=at, compromised=args.compromised)
-        print(for_terminal(f"revoked {key.key_id} ({key.signer_id}) at {at}: {args.reason}")
-=======
              revoked_at=at, compromised=args.compromised, approved_by=registry.admin_signer.key_id)
-        print(f"revoked {key.key_id} ({key.signer_id}) at {at}: {args.reason}"
->>>>>>> e208c50 (Root of trust for signers (issue 17): registry entries and the registry itself signed by an administrator key the station file pins ([signing] admin_keys); rig keys init-admin/new (enrolment request)/approve/revoke (admin); verify traces every signer to the pinned root, enrolled before the signature; unsigned, foreign or edited entries, duplicate printed names -> INVALID with the reason; performed_by only by the recorded operator, one role per signer; one audit trail per station (audit_log, key_registry in the station file; rig audit verify checks it by default); make demo enrols through an administrator; headless Chromium screenshot test of the SIMULATED banner)
+        print(for_terminal(f"revoked {key.key_id} ({key.signer_id}) at {at}: {args.reason}")
               + (" — compromised: all its signatures are now invalid" if args.compromised else ""))
     return 0
 
