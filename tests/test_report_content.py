@@ -116,7 +116,7 @@ def flow_run(tmp_path_factory: pytest.TempPathFactory, station_writer: Any) -> d
     station = station_writer(root)
     proc = rig("run", "flow_accuracy", "--station", station, "--plain", "--operator", "T. Tester",
                "--answer", f"item_serial={SERIAL}", "--answer", "setup=done",
-               env={"RIG_AUDIT_LOG": str(root / "audit.jsonl")})
+               env={"RIG_AUDIT_LOG": str(root / "audit.jsonl"), "RIG_LOCK_DIR": str(root / "locks")})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = next(p for p in (root / "runs").iterdir() if p.is_dir())
     bundle = run_dir / "report"

@@ -39,7 +39,7 @@ def overdue_run(tmp_path_factory: pytest.TempPathFactory, station_writer: Any) -
                                         "instruments.balance.calibration_due": _dt.date(2020, 1, 31)})
     proc = rig("run", "delivery_check", "--station", station, "--param", "duration_min=6", "--plain",
                "--operator", "T. Tester", "--answer", "item_serial=NE1000-SIM-0001", "--answer", "setup=done",
-               env={"RIG_AUDIT_LOG": str(root / "audit.jsonl")})
+               env={"RIG_AUDIT_LOG": str(root / "audit.jsonl"), "RIG_LOCK_DIR": str(root / "locks")})
     run_dir = next(p for p in (root / "runs").iterdir() if p.is_dir())
     return {"proc": proc, "root": root, "station": station, "run_dir": run_dir, "bundle": run_dir / "report"}
 

@@ -157,8 +157,14 @@ def test_root_of_trust_rejects_unauthorised_entries(env: dict[str, Any], capsys:
     # an unsigned entry, an edited entry, a duplicate printed name
     edited = json.loads(pristine)
     edited["keys"][0]["roles"] = ["performed_by", "approved_by"]
-    edited["keys"].append({**edited["keys"][0], "key_id": "ed25519:" + "0" * 32, "signer_id": "ghost",
-                           "printed_name": "Jane Doe", "endorsement": None})
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from reports.dsse import b64
+    from reports.keys import key_id_of, public_raw
+
+    ghost = Ed25519PrivateKey.generate().public_key()
+    edited["keys"].append({**edited["keys"][0], "key_id": key_id_of(ghost), "public_key": b64(public_raw(ghost)),
+                           "signer_id": "ghost", "printed_name": "G. Host", "endorsement": None})
     env["registry"].write_text(json.dumps(edited))
     assert rig("keys", "list", "--station", st) == 0
     out = capsys.readouterr().out
@@ -166,7 +172,7 @@ def test_root_of_trust_rejects_unauthorised_entries(env: dict[str, Any], capsys:
     assert "registry entry of jdoe" in out and "edited after the administrator signed it" in out
     env["registry"].write_text(pristine)
     twin = Registry.load(env["registry"], pinned=(env["admin_id"],))
-    twin.keys.append(KeyEntry(**{**asdict(twin.keys[0]), "signer_id": "ghost", "key_id": "ed25519:" + "1" * 32}))
+    twin.keys.append(KeyEntry(**{**asdict(twin.keys[0]), "signer_id": "ghost", "key_id": key_id_of(ghost)}))
     assert "printed name 'Jane Doe' is registered to another signer too (ghost)" in (
         twin.entry_problem(twin.keys[0]) or "")
     # without the pin (no [signing] in the station file) nothing is trusted
