@@ -1,5 +1,11 @@
 """Plots for the HTML report as inline SVG: flow vs time, trumpet curve, pressure traces.
 
+What is drawn comes from the run itself: the gravimetric flow is the procedure's own analysis
+output (raw/flow_samples.csv) when the procedure wrote one, the raw balance series otherwise (and
+the caption says which); every event kind of the record vocabulary (rig.record.EVENT_KINDS) has its
+own marker and legend entry; "interlock armed" is a small marker, not a trip line; the pressure
+axis scales to the data and a limit is drawn only where it falls in range.
+
 Why inline SVG from matplotlib's Agg-free SVG writer: the report must be one file that opens
 offline years later; vector plots stay sharp and readable without any script or external URL.
 No pyplot is used, so building a report never touches a global backend. Long series are reduced
@@ -21,7 +27,20 @@ from matplotlib.figure import Figure
 
 MAX_POINTS = 1500
 DEFAULT_DENSITY_G_ML = 0.998  # IEC 60601-2-24: water at 20 degC
-EVENT_COLOURS = {"fault_injected": "#d62728", "alarm": "#e377c2", "detector": "#9467bd", "interlock": "#8c564b"}
+# One style per event class: (legend label, colour, line style, full-height line?)
+EVENT_STYLES: dict[str, tuple[str, str, str, bool]] = {
+    "fault": ("fault on the line", "#d62728", "--", True),
+    "fault_injected": ("fault injected (sim)", "#ff7f0e", "--", True),
+    "alarm": ("pump alarm", "#e377c2", "-.", True),
+    "pump_alarm": ("pump alarm", "#e377c2", "-.", True),
+    "detector": ("rig detector alarm", "#9467bd", "--", True),
+    "interlock": ("interlock TRIP", "#8c564b", "-", True),
+    "interlock_armed": ("interlock armed", "#7f7f7f", ":", False),
+    "warning": ("warning", "#bcbd22", ":", True),
+    "program": ("program step", "#17becf", ":", True),
+    "program_part": ("program part done", "#17becf", "-.", True),
+}
+UNKNOWN_EVENT_STYLE = ("other event", "#000000", ":", True)
 _SVG_STRIP = (
     re.compile(r"\A.*?(?=<svg)", re.S),  # XML declaration and DOCTYPE (carry URLs)
     re.compile(r"<metadata>.*?</metadata>\s*", re.S),
@@ -205,24 +224,43 @@ def to_svg(fig: Figure, salt: str) -> str:
     return svg.strip()
 
 
-def _mark_events(ax: Any, events: list[dict[str, Any]], t_scale: float) -> None:
-    seen: set[str] = set()
+def event_class(event: dict[str, Any]) -> str:
+    """The style key of an event: its kind, with the interlock's "armed" line apart from a trip."""
+    kind = str(event.get("kind"))
+    if kind == "interlock" and str(event.get("detail", "")).startswith("armed"):
+        return "interlock_armed"
+    return kind
+
+
+def _mark_events(ax: Any, events: list[dict[str, Any]], t_scale: float) -> list[str]:
+    """Draw every event; returns the legend labels used (each class once)."""
+    seen: dict[str, str] = {}
     for event in events:
         t = event.get("t_proc_s")
-        kind = str(event.get("kind"))
-        if kind not in EVENT_COLOURS or not isinstance(t, (int, float)):
+        if not isinstance(t, (int, float)) or isinstance(t, bool):
             continue
-        label = kind.replace("_", " ") if kind not in seen else None
-        seen.add(kind)
-        ax.axvline(float(t) / t_scale, color=EVENT_COLOURS[kind], linestyle="--", linewidth=1.0, label=label)
+        key = event_class(event)
+        label, colour, style, full = EVENT_STYLES.get(key, UNKNOWN_EVENT_STYLE)
+        if key not in EVENT_STYLES:
+            label = f"{label}: {key}"
+        shown = label if label not in seen.values() else None
+        seen[key] = label
+        x = float(t) / t_scale
+        if full:
+            ax.axvline(x, color=colour, linestyle=style, linewidth=1.0, label=shown)
+        else:  # a state, not an incident: a small marker on the time axis
+            ax.plot([x], [0.02], marker="^", color=colour, markersize=7, linestyle="none", label=shown,
+                    transform=ax.get_xaxis_transform(), clip_on=False)
+    return list(dict.fromkeys(seen.values()))
 
 
 def _time_scale(span_s: float) -> tuple[float, str]:
     return (3600.0, "h") if span_s > 4 * 3600 else (60.0, "min")
 
 
-def flow_plot(daq: dict[str, np.ndarray], balance: dict[str, np.ndarray], results: dict[str, Any], salt: str) -> Plot | None:
-    if "t_s" not in balance and "flow_ul_min" not in daq:
+def flow_plot(daq: dict[str, np.ndarray], balance: dict[str, np.ndarray], results: dict[str, Any], salt: str,
+              analysis: dict[str, np.ndarray] | None = None) -> Plot | None:
+    if "t_s" not in balance and "flow_ul_min" not in daq and not analysis:
         return None
     params = results.get("parameters") or {}
     fluid = (results.get("station") or {}).get("fluid") or {}
@@ -233,12 +271,18 @@ def flow_plot(daq: dict[str, np.ndarray], balance: dict[str, np.ndarray], result
     interval_s = interval_s or (interval_min * 60.0 if interval_min else None)
     fig, ax = _figure()
     span_s = max(float(balance["t_s"][-1]) if "t_s" in balance and len(balance["t_s"]) else 0.0,
-                 float(daq["t_s"][-1]) if "t_s" in daq and len(daq["t_s"]) else 0.0)
+                 float(daq["t_s"][-1]) if "t_s" in daq and len(daq["t_s"]) else 0.0,
+                 float(analysis["t_end_s"][-1]) if analysis and "t_end_s" in analysis and len(analysis["t_end_s"]) else 0.0)
     scale, unit = _time_scale(span_s)
     if "flow_ul_min" in daq:
         t, q = bucket_mean(daq["t_s"], daq["flow_ul_min"] * 0.06)
         ax.plot(t / scale, q, color="#1f77b4", linewidth=0.8, alpha=0.7, label="flow sensor")
-    if "t_s" in balance and "mass_g" in balance:
+    source = "raw/balance.csv (Qi = 3600·ΔW/(Δt·d), the report's own resampling: this procedure wrote no analysis)"
+    if analysis and {"t_end_s", "flow_ml_h"} <= set(analysis):
+        ax.step(analysis["t_end_s"] / scale, analysis["flow_ml_h"], where="pre", color="#2ca02c", linewidth=1.4,
+                label="gravimetric (procedure analysis)")
+        source = "raw/flow_samples.csv, the procedure's own IEC 60601-2-24 analysis (per-sample Qi)"
+    elif "t_s" in balance and "mass_g" in balance:
         t, q = gravimetric_flow_ml_h(balance["t_s"], balance["mass_g"], density,
                                      interval_s)
         ax.step(t / scale, q, where="pre", color="#2ca02c", linewidth=1.4, label="gravimetric")
@@ -251,7 +295,8 @@ def flow_plot(daq: dict[str, np.ndarray], balance: dict[str, np.ndarray], result
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return Plot("flow", "Flow vs time",
-                f"Gravimetric flow from raw/balance.csv (density {density:g} g/mL) and flow sensor from raw/daq*.",
+                f"Gravimetric flow from {source} (density {density:g} g/mL); flow sensor from raw/daq*; "
+                "vertical lines: the run's events (legend).",
                 to_svg(fig, f"{salt}-flow"))
 
 
@@ -317,17 +362,38 @@ def pressure_plot(daq: dict[str, np.ndarray], results: dict[str, Any], salt: str
     for name in columns:
         t, p = envelope(daq["t_s"], daq[name])
         ax.plot(t / scale, p, linewidth=0.9, label=name.removeprefix("pressure_").removesuffix("_kpa"))
+    low, high = pressure_range(daq, columns)
     _mark_events(ax, results.get("events") or [], scale)
     limit = ((results.get("station") or {}).get("safety") or {}).get("max_line_pressure_kpa")
-    if isinstance(limit, (int, float)):
-        ax.axhline(limit, color="#8c564b", linestyle=":", linewidth=1.0, label=f"interlock {limit:g} kPa")
+    limit_note = ""
+    if isinstance(limit, (int, float)) and not isinstance(limit, bool):
+        if low <= limit <= high + 0.5 * (high - low):
+            ax.axhline(limit, color="#8c564b", linestyle=":", linewidth=1.0, label=f"interlock limit {limit:g} kPa")
+            high = max(high, float(limit))
+        else:
+            limit_note = f" The interlock limit ({limit:g} kPa) is far above the plotted range."
+    pad = 0.08 * (high - low)
+    ax.set_ylim(low - pad, high + pad)
     ax.set_xlabel(f"time [{unit}]")
     ax.set_ylabel("pressure [kPa]")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return Plot("pressure", "Line pressure",
-                "Pressure traces from raw/daq* (min/max envelope); dashed lines: injected faults, alarms, detections, interlocks.",
+                "Pressure traces from raw/daq* (min/max envelope), axis scaled to the data; vertical lines and "
+                "markers: the run's events (legend)." + limit_note,
                 to_svg(fig, f"{salt}-pressure"))
+
+
+def pressure_range(daq: dict[str, np.ndarray], columns: list[str]) -> tuple[float, float]:
+    """(low, high) of the finite pressure samples, at least 1 kPa apart so a flat trace shows its noise."""
+    values = np.concatenate([daq[c][np.isfinite(daq[c])] for c in columns]) if columns else np.array([])
+    if not len(values):
+        return 0.0, 1.0
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1.0:
+        middle = (high + low) / 2
+        low, high = middle - 0.5, middle + 0.5
+    return low, high
 
 
 def build_plots(raw_dir: Path, results: dict[str, Any], salt: str) -> tuple[list[Plot], list[str]]:
@@ -345,5 +411,12 @@ def build_plots(raw_dir: Path, results: dict[str, Any], salt: str) -> tuple[list
             balance = read_csv_columns(raw_dir / "balance.csv")
         except (ValueError, OSError) as exc:
             notes.append(f"raw/balance.csv could not be plotted: {exc}")
-    plots = [flow_plot(daq, balance, results, salt), trumpet_plot(results, salt), pressure_plot(daq, results, salt)]
+    analysis: dict[str, np.ndarray] = {}
+    if (raw_dir / "flow_samples.csv").is_file():
+        try:
+            analysis = read_csv_columns(raw_dir / "flow_samples.csv")
+        except (ValueError, OSError) as exc:
+            notes.append(f"raw/flow_samples.csv could not be plotted: {exc}")
+    plots = [flow_plot(daq, balance, results, salt, analysis), trumpet_plot(results, salt),
+             pressure_plot(daq, results, salt)]
     return [p for p in plots if p is not None], notes

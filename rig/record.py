@@ -41,6 +41,19 @@ from rig.errors import UsageError
 from rig.safeio import json_depth_problem, read_regular
 
 OUTCOMES = ("PASS", "FAIL", "ABORTED", "ERROR")
+# The vocabulary of ``event`` lines (``kind``): every kind a run can record, with what it means.
+# The report draws each one with its own marker and legend entry (reports.plots, tested).
+EVENT_KINDS: dict[str, str] = {
+    "fault": "a fault put on the line by the procedure (rig valve, kink) or released",
+    "fault_injected": "a fault injected over the simulated bench's control channel",
+    "alarm": "the pump under test raised an alarm",
+    "pump_alarm": "the pump under test raised an alarm (occlusion procedure)",
+    "detector": "one of the rig's streaming detectors alarmed",
+    "interlock": "the overpressure interlock: armed at the start, or tripped (pump stopped)",
+    "warning": "something that did not stop the run but a reviewer must know",
+    "program": "a programmed rate change of a multi-step infusion",
+    "program_part": "one part of a programmed infusion finished",
+}
 INCOMPLETE = "INCOMPLETE"
 MAX_RECORD_BYTES = 1 << 30  # a record is events, not raw data (that is in raw/): 1 GiB is far beyond any run
 SUPERVISOR = "supervisor"  # the "by" of lines appended after the controller died (rig.engine.supervisor)

@@ -140,6 +140,7 @@ def test_mean_error_and_every_trumpet_window_carry_a_budget(flow_run: dict[str, 
     assert measured["flow.trumpet.P2.max_pct"]["uncertainty"]["expanded"] > \
         measured["flow.trumpet.P31.max_pct"]["uncertainty"]["expanded"]
     page = flow_run["html"]
+    assert "raw/flow_samples.csv, the procedure&#39;s own IEC 60601-2-24 analysis" in page  # not a second formula
     assert '<section id="uncertainty">' in page and "<h3>flow.mean_error_pct: ±" in page
     assert "station calibration data: d = 0.0001 g, two readings" in page
 
