@@ -106,6 +106,8 @@ def test_nightly_with_an_injected_pump_fault(tmp_path: Path, station_file, lab: 
     assert summary["exit_code"] == 1 and [e["outcome"] for e in summary["entries"]] == ["PASS", "FAIL", "PASS"]
     page = (out / "summary.html").read_text(encoding="utf-8")
     assert page.count("<svg") == 9 and "worn_drive" in page and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert 'id="simulated"' in page and "SIMULATED: these runs used the simulated bench" in page
+    assert page.count("NOT VALID FOR RELEASE: simulated data") == 3  # the release column of every entry
     log = (out / "nightly.log").read_text()
     assert "[2/3] worn_drive: FAIL" in log and "safe state confirmed (read back)" in log
 

@@ -213,3 +213,22 @@ def test_wrong_passphrase_and_usage_errors(env: dict[str, Any], capsys: pytest.C
     with pytest.raises(SystemExit) as exc:
         rig("report", "sign", run / "report", "--role", "boss", "--key", keys / "jdoe.key")
     assert exc.value.code == 2
+
+
+def test_nothing_is_written_into_the_current_directory(env: dict[str, Any], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Registry, audit trail and runs come from the station file; the working directory stays empty."""
+    run = write_record(env["root"] / "runs" / "r1", "PASS", duration_s=300.0)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("RIG_STATION", str(env["station"]))
+    assert rig("report", "build", run) == 0  # audit: the trail of the station that made the run, or the env
+    assert rig("report", "verify", run / "report", "--allow-unsigned") == 0
+    assert rig("keys", "list") == 0
+    assert rig("audit", "verify") == 0  # the station's trail by default
+    assert "registry_created" in env["audit"].read_text()
+    assert list(work.iterdir()) == []
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()
+    assert {"runs/", "keys/", "audit.jsonl", "demo-out/"} <= set(ignored)
