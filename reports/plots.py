@@ -396,6 +396,17 @@ def pressure_range(daq: dict[str, np.ndarray], columns: list[str]) -> tuple[floa
     return low, high
 
 
+def _optional_csv(path: Path, notes: list[str]) -> dict[str, np.ndarray]:
+    """A raw CSV's columns; empty when absent, a note when unreadable."""
+    if not path.is_file():
+        return {}
+    try:
+        return read_csv_columns(path)
+    except (ValueError, OSError) as exc:
+        notes.append(f"raw/{path.name} could not be plotted: {exc}")
+        return {}
+
+
 def build_plots(raw_dir: Path, results: dict[str, Any], salt: str) -> tuple[list[Plot], list[str]]:
     """Every plot the record has data for, in report order, plus notes on raw files that could
     not be read (a damaged raw file must not stop the report: the record is still evidence)."""
@@ -405,18 +416,8 @@ def build_plots(raw_dir: Path, results: dict[str, Any], salt: str) -> tuple[list
     except (ValueError, OSError, KeyError) as exc:
         daq = {}
         notes.append(f"raw/daq* could not be plotted: {exc}")
-    balance: dict[str, np.ndarray] = {}
-    if (raw_dir / "balance.csv").is_file():
-        try:
-            balance = read_csv_columns(raw_dir / "balance.csv")
-        except (ValueError, OSError) as exc:
-            notes.append(f"raw/balance.csv could not be plotted: {exc}")
-    analysis: dict[str, np.ndarray] = {}
-    if (raw_dir / "flow_samples.csv").is_file():
-        try:
-            analysis = read_csv_columns(raw_dir / "flow_samples.csv")
-        except (ValueError, OSError) as exc:
-            notes.append(f"raw/flow_samples.csv could not be plotted: {exc}")
+    balance = _optional_csv(raw_dir / "balance.csv", notes)
+    analysis = _optional_csv(raw_dir / "flow_samples.csv", notes)  # the procedure's own analysis output
     plots = [flow_plot(daq, balance, results, salt, analysis), trumpet_plot(results, salt),
              pressure_plot(daq, results, salt)]
     return [p for p in plots if p is not None], notes

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
-import sys
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.cli import run_rig
 
 import procedures
 from reports.formatting import limits_text, uncertainty_text, value_text
@@ -32,10 +31,8 @@ SERIAL = "NE1000-SIM-0001"
 
 
 def rig(*args: Any, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})}
-    full_env.pop("RIG_STATION", None)
-    return subprocess.run([sys.executable, "-m", "rig", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, stdin=subprocess.DEVNULL, cwd=REPO)
+    """The real `rig` (tests/cli.py: fails on any traceback), wide enough for rich tables."""
+    return run_rig(*map(str, args), env={"COLUMNS": "200", **(env or {})}, timeout=timeout)
 
 
 # -- budgets, by hand ---------------------------------------------------------------------------

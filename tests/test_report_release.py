@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.cli import run_rig
 
 from rig.station.config import load_station
 
@@ -25,11 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONDITION = "balance calibration overdue since 2020-01-31"
 
 
-def rig(*args: Any, timeout: float = 90, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})}
-    full_env.pop("RIG_STATION", None)
-    return subprocess.run([sys.executable, "-m", "rig", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, stdin=subprocess.DEVNULL, cwd=REPO)
+def rig(*args: Any, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real `rig` (tests/cli.py: fails on any traceback), wide enough for rich tables."""
+    return run_rig(*map(str, args), env={"COLUMNS": "200", **(env or {})}, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
