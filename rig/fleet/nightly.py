@@ -291,7 +291,10 @@ class NightlyRunner:
         # it for its whole life); otherwise run() takes it.
         self.held_lock = held_lock
         self._software = dict(software_identity())
-        self.audit_log = self.out_dir / "audit.jsonl"
+        # the station's one audit trail (runs, builds, signatures of every nightly); $RIG_AUDIT_LOG overrides
+        env_log = os.environ.get("RIG_AUDIT_LOG")
+        self.audit_log = Path(env_log) if env_log else Path(getattr(station, "audit_log", None)
+                                                           or self.out_dir / "audit.jsonl")
 
     # -- bench ------------------------------------------------------------------------------
 
