@@ -37,6 +37,8 @@ EVENT_STYLES: dict[str, tuple[str, str, str, bool]] = {
     "interlock": ("interlock TRIP", "#8c564b", "-", True),
     "interlock_armed": ("interlock armed", "#7f7f7f", ":", False),
     "warning": ("warning", "#bcbd22", ":", True),
+    "error": ("error", "#000000", "-", True),
+    "pump_watchdog": ("pump watchdog stop", "#8c564b", "-.", True),
     "program": ("program step", "#17becf", ":", True),
     "program_part": ("program part done", "#17becf", "-.", True),
 }

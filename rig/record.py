@@ -51,6 +51,8 @@ EVENT_KINDS: dict[str, str] = {
     "detector": "one of the rig's streaming detectors alarmed",
     "interlock": "the overpressure interlock: armed at the start, or tripped (pump stopped)",
     "warning": "something that did not stop the run but a reviewer must know",
+    "pump_watchdog": "the pump watchdog acted (the pump was stopped because the controller went quiet)",
+    "error": "something went wrong that the outcome reports (e.g. a background reader failed)",
     "program": "a programmed rate change of a multi-step infusion",
     "program_part": "one part of a programmed infusion finished",
 }

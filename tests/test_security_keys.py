@@ -35,7 +35,8 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
 
 def sign_cli(lab: dict, key_path: Path) -> int:
     return main(["report", "sign", str(lab["bundle"]), "--role", "performed_by", "--key", str(key_path),
-                 "--registry", str(lab["registry"].path)])
+                 "--registry", str(lab["registry"].path), "--admin-key-id", *lab["registry"].pinned[:1],
+                 "--audit-log", str(lab["root"] / "audit.jsonl")])
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])

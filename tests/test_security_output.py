@@ -51,6 +51,7 @@ def forge_unregistered_signature(bundle: Path, printed_name: str) -> None:
         "role": "performed_by", "meaning": "I performed this test; verdict PASS", "signer_id": "x",
         "printed_name": printed_name, "key_id": kid, "signed_at": "2026-01-10T10:00:00.000000Z",
         "sequence": 1, "prior_signatures_sha256": chain_hash([]),
+        "simulated": manifest["simulated"], "conditions": manifest["conditions"],
     }
     (bundle / "signatures").mkdir()
     (bundle / "signatures" / "01-performed_by.dsse.json").write_bytes(
@@ -66,7 +67,7 @@ def test_forged_printed_name_cannot_rewrite_the_verify_screen(env: dict, capsys:
     assert code == 1
     assert "\x1b" not in out, "an escape sequence from the bundle reached the terminal"
     assert "\\x1b[2J" in out and "INVALID" in out and "unknown key" in out
-    assert main(["report", "show", str(bundle), "--registry", str(env["registry"].path)]) == 0
+    assert main(["report", "show", str(bundle), "--registry", str(env["registry"].path)]) == 5  # invalid bundle
     assert "\x1b" not in capsys.readouterr().out
 
 
@@ -94,7 +95,7 @@ def test_rig_show_prints_record_fields_escaped(tmp_path: Path, capsys: pytest.Ca
     first = json.loads(lines[0])
     first["operator"] = "jdoe" + CLEAR_AND_FAKE  # a record copied from elsewhere, edited
     record.write_bytes(b"\n".join([json.dumps(first).encode(), *lines[1:]]) + b"\n")
-    assert main(["show", str(run)]) == 0
+    assert main(["show", str(run)]) == 4  # the synthetic balance is overdue: NOT VALID FOR RELEASE
     out = capsys.readouterr().out
     assert "\x1b" not in out and "jdoe\\x1b[2J" in out
 

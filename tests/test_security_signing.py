@@ -9,6 +9,8 @@ leaving a signed bundle with no audit entry.
 
 from __future__ import annotations
 
+import os
+
 import errno
 import json
 from pathlib import Path
@@ -33,7 +35,8 @@ def lab(tmp_path: Path) -> dict:
     registry = Registry(tmp_path / "keys" / "registry.json")
     return {
         "root": tmp_path, "registry": registry, "audit": tmp_path / "audit.jsonl",
-        "tech": make_signer(registry, tmp_path / "keys", "demo.tech", "Demo Tech", ["performed_by"]),
+        # the synthetic run's operator: performed_by is the recorded operator's own signature
+        "tech": make_signer(registry, tmp_path / "keys", "demo.tech", "Jane Doe", ["performed_by"]),
     }
 
 
@@ -47,9 +50,13 @@ def sign(lab: dict, bundle: Path, **kw) -> Path:
 
 
 def revoke(lab: dict, at: str) -> None:
+    pins = lab["registry"].pinned
+    os.environ["RIG_ADMIN_PASSPHRASE"] = "correct horse battery staple"  # make_admin's (scrubbed when taken)
     assert main(["keys", "revoke", "demo.tech", "--reason", "left the lab", "--at", at,
-                 "--registry", str(lab["registry"].path), "--audit-log", str(lab["audit"])]) == 0
-    lab["registry"] = Registry.load(lab["registry"].path)
+                 "--registry", str(lab["registry"].path), "--audit-log", str(lab["audit"]),
+                 "--admin-key", str(lab["root"] / "keys" / "registry-admin.key"),
+                 "--admin-key-id", pins[0]]) == 0
+    lab["registry"] = Registry.load(lab["registry"].path, pinned=pins)
 
 
 def set_created_at(bundle: Path, created_at: str) -> None:
@@ -68,6 +75,7 @@ def forge(bundle: Path, key, *, signed_at: str, anchor: dict | None = None) -> b
         "role": "performed_by", "meaning": "I performed this test; verdict PASS", "signer_id": key.signer_id,
         "printed_name": key.printed_name, "key_id": key.key_id, "signed_at": signed_at, "sequence": 1,
         "prior_signatures_sha256": chain_hash([]),
+        "simulated": manifest["simulated"], "conditions": manifest["conditions"],
     }
     if anchor is not None:
         statement["audit_anchor"] = anchor
@@ -114,7 +122,8 @@ def test_signing_with_a_clock_behind_the_run_is_refused(lab: dict) -> None:
 def test_verify_says_the_signing_time_is_the_signers_claim(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
     bundle = new_bundle(lab)
     sign(lab, bundle)
-    assert main(["report", "verify", str(bundle), "--registry", str(lab["registry"].path)]) == 0
+    assert main(["report", "verify", str(bundle), "--registry", str(lab["registry"].path),
+                 "--admin-key-id", lab["registry"].pinned[0]]) == 0
     assert "signers' own claim (no time-stamp authority)" in capsys.readouterr().out
 
 

@@ -389,7 +389,7 @@ def _run_cell(fault: str | None, phase: str | None, directory: Path,
     with cell_bench(directory) as bench:
         with Bench.open(load_station(bench.station)) as rig_bench:
             runner = Runner(procedure=proc, spec=proc.load_spec(), params=parse_params([], proc), bench=rig_bench,
-                            run_dir=run_dir, run_id="cell", operator=Operator("matrix", interactive=False),
+                            run_dir=run_dir, run_id="cell", operator=Operator("Jane Doe", interactive=False),
                             display=Display(), software={"version": "test", "git_sha": None})
             if fault is not None:
                 action = act(bench, run_dir) if act is not None else injector(fault, bench, run_dir)
@@ -453,7 +453,7 @@ def run_as_process(fault: str, phase: str, directory: Path, mutation: str | None
     out = directory / "runs"
     with cell_bench(directory) as bench:
         cmd = [sys.executable, "-m", "rig", "run", "fault_matrix", "--station", str(bench.station), "--out", str(out),
-               "--plain", "--no-report", "--operator", "matrix",
+               "--plain", "--no-report", "--operator", "Jane Doe",
                "--param", f"hold_phase={RUN_PHASES.index(phase) + 1}", "--param", "hold_wall_s=120"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=child_env(mutation), stdin=subprocess.DEVNULL, cwd=REPO)
