@@ -19,7 +19,7 @@ from rig.engine.display import RunInfo
 from rig.record import read_record
 from tests.cli import REPO, assert_no_traceback, rig_env, run_rig, start_rig, wait_for_step
 
-ANSWERS = ("--answer", "item_serial=SN-DISP-1", "--answer", "setup=done")
+ANSWERS = ("--answer", "item_serial=NE1000-SIM-0001", "--answer", "setup=done")
 SHORT = ("--param", "rate_ml_h=2", "--param", "duration_min=20", "--no-report")
 LONG = ("--param", "rate_ml_h=2", "--param", "duration_min=180", "--no-report")
 

@@ -117,7 +117,8 @@ def test_verify_names_run_and_simulated_and_require_hardware_rejects(overdue_run
 
 def test_history_rows_carry_release_and_filter(overdue_run: dict[str, Any], tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'history.sqlite'}"
-    assert rig("history", "--db", db, "--import", overdue_run["bundle"]).returncode == 0
+    imported = rig("history", "--db", db, "--import", overdue_run["bundle"], "--allow-unsigned")
+    assert imported.returncode == 0, imported.stderr
     listed = json.loads(rig("history", "--db", db, "--json").stdout)["runs"]
     assert len(listed) == 1 and listed[0]["simulated"] is True
     assert listed[0]["release"] == f"NOT VALID FOR RELEASE: {CONDITION}; simulated data"

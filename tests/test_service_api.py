@@ -20,7 +20,7 @@ from tests.panel_fixtures import PanelServer
 # Runs on the simulated bench under a loaded machine (module fixtures included): waits are conditions.
 pytestmark = pytest.mark.timeout(300)
 
-SERIAL = {"item_serial": "SN-PANEL-1"}
+SERIAL = {"item_serial": "NE1000-SIM-0001"}
 SHORT = {"duration_min": "2", "rate_ml_h": "6", "settle_s": "5", "sample_interval_s": "10"}
 
 
@@ -61,7 +61,7 @@ def test_a_run_from_the_service_is_the_run_rig_run_makes(panel: PanelServer, sta
     entries = {e["step"]: e for e in record.of_type("operator_entry")}
     user = client.get("/api/session").json()["user"]
     assert entries["setup"]["answered_by"] == user and entries["setup"]["via"] == "panel"
-    assert entries["item_serial"]["answer"] == "SN-PANEL-1" and "panel form" in entries["item_serial"]["via"]
+    assert entries["item_serial"]["answer"] == "NE1000-SIM-0001" and "panel form" in entries["item_serial"]["via"]
     params = record.of_type("run_started")[0]["parameters"]
     assert params["duration_min"]["value"] == 2.0 and "panel form" in params["duration_min"]["source"]
     bundle = panel.station.runs_dir / job["run_id"] / "report"
@@ -70,7 +70,7 @@ def test_a_run_from_the_service_is_the_run_rig_run_makes(panel: PanelServer, sta
     # The same procedure through `rig run` on another station file writes the same kinds of lines.
     other = station_writer(tmp_path)
     args = ["run", "delivery_check", "--station", str(other), "--plain", "--answer", "setup=done",
-            "--answer", "item_serial=SN-PANEL-1", *[f"--param={k}={v}" for k, v in SHORT.items()]]
+            "--answer", "item_serial=NE1000-SIM-0001", *[f"--param={k}={v}" for k, v in SHORT.items()]]
     assert rig_main(args) == 0
     (cli_run,) = [p for p in (other.parent / "runs").iterdir() if (p / "record.jsonl").is_file()]
     cli_types = [e["type"] for e in read_record(cli_run).events]
@@ -212,14 +212,14 @@ def test_station_status_shows_instruments_calibration_and_lock(panel: PanelServe
 
 def test_rig_run_via_url_shows_the_run_and_returns_its_exit_code(panel: PanelServer, capsys) -> None:
     args = ["run", "delivery_check", "--via", panel.url, "--plain", "--answer", "setup=done",
-            "--answer", "item_serial=SN-VIA-1", *[f"--param={k}={v}" for k, v in SHORT.items()]]
+            "--answer", "item_serial=NE1000-SIM-0001", *[f"--param={k}={v}" for k, v in SHORT.items()]]
     code = rig_main(args)
     out = capsys.readouterr().out
     assert code == 0, out
     assert "submitted job" in out and "step 2/7 tare_balance: started" in out and "PASS:" in out
     assert "measurement delivered_volume_ml" in out or "measurement " in out
     r = rig_main(["run", "delivery_check", "--via", panel.url, "--param", "rate_ml_h=fast",
-                  "--answer", "item_serial=SN-VIA-1"])
+                  "--answer", "item_serial=NE1000-SIM-0001"])
     assert r == 2
     assert "rate_ml_h" in capsys.readouterr().err
 
@@ -230,7 +230,7 @@ def test_nightly_via_url_runs_the_suite_on_the_service(panel: PanelServer, tmp_p
     (suites / "tiny.toml").write_text(
         '[suite]\nname = "tiny"\nbudget_min = 30\n\n[[run]]\nprocedure = "delivery_check"\n'
         '[run.params]\nduration_min = 2\nrate_ml_h = 6\nsettle_s = 5\n'
-        '[run.answers]\nitem_serial = "SN-NIGHT-1"\nsetup = "done"\n')
+        '[run.answers]\nitem_serial = "NE1000-SIM-0001"\nsetup = "done"\n')
     code = rig_main(["nightly", "--via", panel.url, "--suite", "tiny.toml", "--unsigned"])
     captured = capsys.readouterr()
     out = captured.out

@@ -48,7 +48,7 @@ def test_frozen_controller_the_pump_stops_itself_then_the_run_ends_error(
     sim, station = bench
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "rig", "run", "delivery_check", "--station", str(station), "--out", str(tmp_path),
-           "--answer", "item_serial=SN-WDG", "--answer", "setup=done", "--no-report",
+           "--answer", "item_serial=NE1000-SIM-0001", "--answer", "setup=done", "--no-report",
            "--param", "rate_ml_h=2", "--param", "duration_min=5", "--param", "sample_interval_s=1"]
     # Its own process group, so the whole controller can be frozen without freezing pytest.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
