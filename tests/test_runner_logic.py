@@ -182,6 +182,20 @@ def test_unexpected_exception_is_error_with_traceback_and_safe_state(tmp_path: P
     assert_safe(bench, record)
 
 
+def test_a_full_disk_is_an_error_naming_the_disk_not_an_unexpected_one(tmp_path: Path) -> None:
+    import errno
+
+    def disk_full(ctx: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "raw" / "balance.csv"))
+
+    bench = MemoryBench()
+    result, record = run(procedure_with(Step("start", start_pump), Step("write", disk_full), tmp_path=tmp_path),
+                         tmp_path, bench)
+    assert result.outcome == "ERROR"
+    assert result.reason == f"cannot write the run's data to disk ({tmp_path / 'raw' / 'balance.csv'}): No space left on device"
+    assert_safe(bench, record)
+
+
 def test_instrument_timeout_is_error(tmp_path: Path) -> None:
     bench = MemoryBench()
     bench.pump.fail_with = InstrumentTimeout("pump", "RAT1MH", "no reply within 1000 ms")

@@ -44,7 +44,7 @@ def signed_bundle(lab: dict, name: str = "r1", outcome: str = "PASS") -> Path:
 
 def history_import(lab: dict, *bundles: Path) -> int:
     return main(["history", "--db", lab["url"], "--registry", str(lab["registry"].path),
-                 "--import", *map(str, bundles)])
+                 "--admin-key-id", lab["registry"].pinned[0], "--import", *map(str, bundles)])
 
 
 # -- finding 5 ---------------------------------------------------------------------------------------
@@ -62,7 +62,6 @@ def test_edited_results_are_not_filed(lab: dict, capsys: pytest.CaptureFixture[s
         assert history.runs() == []
 
 
-@pytest.mark.xfail(strict=False, reason="known integration gap (session 2): `rig history --import` loads the key registry without the station's pinned administrator key (issue 17 root of trust), so signed bundles are refused on import; fix: load it as `rig report verify` does")
 def test_valid_bundle_is_filed_with_its_manifest_hash(lab: dict) -> None:
     import hashlib
     import sqlite3
@@ -82,7 +81,6 @@ def test_unsigned_bundle_needs_allow_unsigned(lab: dict, capsys: pytest.CaptureF
     assert main(["history", "--db", lab["url"], "--allow-unsigned", "--import", str(bundle)]) == 0
 
 
-@pytest.mark.xfail(strict=False, reason="known integration gap (session 2): `rig history --import` loads the key registry without the station's pinned administrator key (issue 17 root of trust), so signed bundles are refused on import; fix: load it as `rig report verify` does")
 def test_conflicting_run_id_is_an_error_not_first_filing_wins(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
     first = signed_bundle(lab)
     assert history_import(lab, first) == 0

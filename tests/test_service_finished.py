@@ -26,12 +26,11 @@ def runs(tmp_path: Path) -> Path:
     return runs
 
 
-@pytest.mark.xfail(strict=False, reason="known integration gap (session 2): the history lists the operator's printed name (issue 17 operator identities), the panel test expects the account name")
 def test_history_lists_newest_first_with_outcomes(runs: Path) -> None:
     listed = finished.list_runs(runs)
     assert [r.run_id[-1] for r in listed] == ["3", "2", "1", "0"]
     assert [r.outcome for r in listed] == ["INCOMPLETE", "PASS", "FAIL", "PASS"]
-    assert listed[0].procedure == "flow_accuracy" and listed[0].operator == "jdoe"
+    assert listed[0].procedure == "flow_accuracy" and listed[0].operator == "Jane Doe"  # the recorded operator identity
 
 
 def test_trends_take_finished_runs_oldest_first_and_assess_them(runs: Path) -> None:

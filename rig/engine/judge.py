@@ -8,6 +8,7 @@ counts as FAIL, ABORTED or ERROR); they read best without the lifecycle around t
 
 from __future__ import annotations
 
+import errno
 import math
 import traceback
 from pathlib import Path
@@ -87,6 +88,9 @@ def step_status(exc: BaseException) -> tuple[str, dict[str, Any]]:
     return "error", {"reason": describe_error(exc), "traceback": traceback.format_exc(limit=8)}
 
 
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+
+
 def classify(exc: BaseException, abort: AbortFlag) -> tuple[str, str]:
     """Outcome for an exception that ended the run; an abort request that came first is the root cause."""
     request = abort.requested
@@ -108,6 +112,11 @@ def classify(exc: BaseException, abort: AbortFlag) -> tuple[str, str]:
         return ERROR, f"instrument error: {describe_error(exc)}"
     if isinstance(exc, RigError):
         return ERROR, str(exc)
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        # The run's own files could not be written: say so plainly, naming the file when known,
+        # so nobody takes a full disk for a fault of the item under test.
+        target = f" ({exc.filename})" if exc.filename else ""
+        return ERROR, f"cannot write the run's data to disk{target}: {exc.strerror or exc}"
     if isinstance(exc, Exception):
         where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         at = f" at {Path(where.filename).name}:{where.lineno}" if where else ""

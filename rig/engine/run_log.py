@@ -29,16 +29,21 @@ class RawCsv:
         self._on_row = on_row  # the display sees every raw row (the panel plots balance readings)
         self._file = open(path, "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
-        self._writer.writerow(self.columns)
-        self._file.flush()
+        self._write(self.columns)
 
     def row(self, *values: Any) -> None:
         if len(values) != len(self.columns):
             raise ValueError(f"{self.path.name}: {len(values)} values for columns {self.columns}")
-        self._writer.writerow([f"{v:.9g}" if isinstance(v, float) else v for v in values])
-        self._file.flush()
+        self._write([f"{v:.9g}" if isinstance(v, float) else v for v in values])
         if self._on_row is not None:
             self._on_row(self.path.stem, self.columns, values)
+
+    def _write(self, cells: list[Any]) -> None:
+        try:
+            self._writer.writerow(cells)
+            self._file.flush()
+        except OSError as exc:  # name the file: a full disk must read as the disk, not as the run
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
 
     def sync(self) -> None:
         if not self._file.closed:

@@ -118,7 +118,8 @@ def routes(service: Service) -> list[Route]:
         refused = require_runner(request)
         if refused:
             return refused
-        user = session_of(request).account.user
+        account = session_of(request).account
+        user = account.user
         try:
             data = await body_of(request)
             kind = data.get("kind", "run")
@@ -129,7 +130,8 @@ def routes(service: Service) -> list[Route]:
                     raise UsageError("fields and answers must be objects of NAME: VALUE")
                 via = f"{str(data.get('answers_via') or 'API')[:60]} ({user})"
                 job = await anyio.to_thread.run_sync(
-                    lambda: jobs.submit_run(str(data.get("procedure", "")), fields, user, answers, via))
+                    lambda: jobs.submit_run(str(data.get("procedure", "")), fields, user, answers, via,
+                                           operator=account.name or user))
             elif kind == "nightly":
                 from rig.service.nightly_jobs import submit_nightly
 
@@ -223,7 +225,7 @@ def routes(service: Service) -> list[Route]:
             run_dir = finished.find_run(service.station.runs_dir, request.path_params["run"])
         except KeyError:
             return _error(404, f"no run {request.path_params['run']!r}")
-        return JSONResponse(await anyio.to_thread.run_sync(finished.run_detail, run_dir, service.registry_path))
+        return JSONResponse(await anyio.to_thread.run_sync(finished.run_detail, run_dir, service.trust))
 
     async def sign(request: Request) -> Response:
         account = session_of(request).account
@@ -238,14 +240,14 @@ def routes(service: Service) -> list[Route]:
         try:
             path = await anyio.to_thread.run_sync(lambda: finished.sign(
                 run_dir, bundle, role, key, str(data.pop("passphrase", "")), account.signing_roles,
-                service.registry_path, service.audit_log))
+                service.trust, service.audit_log))
         except PermissionError as exc:
             return _error(403, str(exc))
         except RigError as exc:
             return _error(422, str(exc))
         finally:
             data.clear()
-        status = await anyio.to_thread.run_sync(finished.verify_status, path.parent.parent, service.registry_path)
+        status = await anyio.to_thread.run_sync(finished.verify_status, path.parent.parent, service.trust)
         return JSONResponse({"signature": path.name, "verify": status}, status_code=201)
 
     async def verify(request: Request) -> Response:
@@ -253,7 +255,7 @@ def routes(service: Service) -> list[Route]:
             run_dir = finished.find_run(service.station.runs_dir, request.path_params["run"])
         except KeyError:
             return _error(404, f"no run {request.path_params['run']!r}")
-        out = [await anyio.to_thread.run_sync(finished.verify_status, b, service.registry_path)
+        out = [await anyio.to_thread.run_sync(finished.verify_status, b, service.trust)
                for b in finished.bundles(run_dir)]
         return JSONResponse({"run_id": run_dir.name, "bundles": out})
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from reports.bundle import load_manifest
 from reports.keys import load_key_file
-from reports.registry import Registry, default_registry_path
+from reports.registry import Registry
 from reports.signing import sign_bundle
 from reports.verify import verify_bundle
 from rig.analysis.trends import assess
@@ -86,15 +86,23 @@ def bundles(run_dir: Path) -> list[Path]:
     return sorted(p for p in run_dir.glob("report*") if (p / MANIFEST).is_file())
 
 
-def registry_of(path: Path | None) -> Registry | None:
+@dataclass(frozen=True)
+class Trust:
+    """Where the key registry is and which administrator keys the station pins."""
+
+    registry_path: Path
+    pinned: tuple[str, ...] = ()
+
+
+def registry_of(trust: Trust) -> Registry | None:
     try:
-        return Registry.load(path or default_registry_path())
+        return Registry.load(trust.registry_path, pinned=trust.pinned)
     except (RigError, OSError, ValueError):
         return None
 
 
-def verify_status(bundle: Path, registry_path: Path | None) -> dict[str, Any]:
-    registry = registry_of(registry_path)
+def verify_status(bundle: Path, trust: Trust) -> dict[str, Any]:
+    registry = registry_of(trust)
     check = verify_bundle(bundle, registry, allow_unsigned=True)
     return {
         "bundle": bundle.name, "report_id": check.report_id, "verdict": check.verdict,
@@ -106,7 +114,7 @@ def verify_status(bundle: Path, registry_path: Path | None) -> dict[str, Any]:
     }
 
 
-def run_detail(run_dir: Path, registry_path: Path | None) -> dict[str, Any]:
+def run_detail(run_dir: Path, trust: Trust) -> dict[str, Any]:
     record = read_record(run_dir)
     summary = summarise(run_dir)
     assert summary is not None
@@ -122,12 +130,12 @@ def run_detail(run_dir: Path, registry_path: Path | None) -> dict[str, Any]:
         "events": [{k: e.get(k) for k in ("kind", "detail", "t_proc_s")} for e in record.of_type("event")],
         "safe_state": ({"confirmed": safe[-1].get("confirmed"), "instruments": safe[-1].get("instruments"),
                         "error": safe[-1].get("error")} if safe else None),
-        "bundles": [verify_status(b, registry_path) for b in bundles(run_dir)],
+        "bundles": [verify_status(b, trust) for b in bundles(run_dir)],
     }
 
 
 def sign(run_dir: Path, bundle_name: str, role: str, key_path: str, passphrase: str,
-         allowed_roles: tuple[str, ...], registry_path: Path | None, audit_log: Path) -> Path:
+         allowed_roles: tuple[str, ...], trust: Trust, audit_log: Path) -> Path:
     """Sign a bundle of this run; UsageError (with the reason, never the passphrase) if refused."""
     if role not in allowed_roles:
         raise PermissionError(f"your panel role may sign as {', '.join(allowed_roles) or 'nothing'}, "
@@ -141,7 +149,7 @@ def sign(run_dir: Path, bundle_name: str, role: str, key_path: str, passphrase: 
     path = Path(key_path).expanduser()
     if not path.is_file():
         raise UsageError(f"signing key {path} does not exist")
-    registry = Registry.load(registry_path or default_registry_path())
+    registry = Registry.load(trust.registry_path, pinned=trust.pinned)
     key = load_key_file(path, passphrase)
     return sign_bundle(bundle, key, role, registry, audit_log=audit_log)
 

@@ -123,9 +123,12 @@ class JobQueue:
         return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
     def submit_run(self, procedure_id: str, values: dict[str, Any], user: str,
-                   answers: dict[str, str] | None = None, answers_via: str = "") -> Job:
+                   answers: dict[str, str] | None = None, answers_via: str = "", *,
+                   operator: str | None = None) -> Job:
         """Check the form like `rig run` checks its options; FormRejected/UsageError if wrong.
-        ``answers`` pre-supplies operator steps (`rig run --via URL --answer STEP=VALUE`)."""
+        ``answers`` pre-supplies operator steps (`rig run --via URL --answer STEP=VALUE`).
+        ``operator`` is the recorded operator identity (the account's printed name, which its key
+        signs performed_by with); ``user`` the login that submitted."""
         procedure = procedures.load(procedure_id)
         check = check_form(procedure, values)
         if not check.ok:
@@ -137,7 +140,7 @@ class JobQueue:
         via.update({k: f"panel form ({user})" for k in check.answers})
         job.prepared = prepare_run(
             procedure.id, check.param_items, self.station,
-            lambda abort: PanelOperator(user, self.hub, job.id, given, answers_via=via,
+            lambda abort: PanelOperator(operator or user, self.hub, job.id, given, answers_via=via,
                                         abort_requested=abort.reason),
             abort=job.abort, param_source=f"panel form ({user})")
         job.operator = job.prepared.operator  # type: ignore[assignment]

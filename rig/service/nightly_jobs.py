@@ -36,7 +36,7 @@ def submit_nightly(service: Any, name: str | None, unsigned: bool, user: str) ->
     station = service.station
     path = suite_path(station, name)
     suite = load_suite(path)
-    signer = None if unsigned else load_station_signer(None, str(service.registry_path) if service.registry_path else None)
+    signer = None if unsigned else load_station_signer(None, str(service.trust.registry_path), station=station)
 
     def make_runner(job: Job, stream: io.TextIOBase) -> NightlyRunner:
         nightly_id = new_nightly_id(suite.name)

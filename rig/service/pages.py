@@ -117,7 +117,8 @@ def routes(service: Service) -> list[Route]:
             check.form_error = f"your role ({account.role}) may not start runs; an operator or admin may"
         else:
             try:
-                job = await anyio.to_thread.run_sync(lambda: jobs.submit_run(procedure.id, values, account.user))
+                job = await anyio.to_thread.run_sync(lambda: jobs.submit_run(procedure.id, values, account.user,
+                                                                              operator=account.name or account.user))
             except FormRejected as exc:
                 check = exc.check
             except RigError as exc:
@@ -146,7 +147,7 @@ def routes(service: Service) -> list[Route]:
         except KeyError:
             return render(request, "error.html", status=404, title="Not found",
                           message=f"no run {request.path_params['run']!r}")
-        detail = await anyio.to_thread.run_sync(finished.run_detail, run_dir, service.registry_path)
+        detail = await anyio.to_thread.run_sync(finished.run_detail, run_dir, service.trust)
         return render(request, "run.html", title=f"run {run_dir.name}", run=detail, sign_result=None,
                       local=not service.auth_required)
 
@@ -162,13 +163,13 @@ def routes(service: Service) -> list[Route]:
         try:
             path = await anyio.to_thread.run_sync(lambda: finished.sign(
                 run_dir, str(form.get("bundle") or "report"), str(form.get("role", "")), key,
-                str(form.pop("passphrase", "")), account.signing_roles, service.registry_path, service.audit_log))
+                str(form.pop("passphrase", "")), account.signing_roles, service.trust, service.audit_log))
             result = {"ok": True, "text": f"Signed as {form.get('role')}: {path.name}"}
         except (PermissionError, RigError) as exc:
             result = {"ok": False, "text": str(exc)}
         finally:
             form.clear()
-        detail = await anyio.to_thread.run_sync(finished.run_detail, run_dir, service.registry_path)
+        detail = await anyio.to_thread.run_sync(finished.run_detail, run_dir, service.trust)
         return render(request, "run_bundles.html", run=detail, sign_result=result, local=not service.auth_required)
 
     async def run_file(request: Request) -> Response:

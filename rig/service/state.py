@@ -14,6 +14,7 @@ from typing import Any
 
 from reports import audit
 from rig.service.accounts import Account, Accounts
+from rig.service.finished import Trust
 from rig.service.hub import EventHub
 from rig.service.jobs import JobQueue
 from rig.service.sessions import SessionStore
@@ -59,6 +60,12 @@ class Service:
             self.queue = JobQueue(self.station, self.hub)
         if self.audit_log is None:
             self.audit_log = audit.resolve_log_path(None, near=self.station.runs_dir)
+
+    @property
+    def trust(self) -> Trust:
+        """The key registry and its pinned administrators, as `rig report verify` reads them from the
+        station file (``--registry`` overrides the path; the pins always come from the station)."""
+        return Trust(self.registry_path or self.station.key_registry, tuple(self.station.admin_keys))
 
     @property
     def auth_required(self) -> bool:

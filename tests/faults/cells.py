@@ -56,7 +56,8 @@ EXPECTED: dict[str, tuple[tuple[str, str], ...]] = {
     # A real full disk: the DAQ stream (written all the time) usually meets ENOSPC first and the
     # interlock trips; a few lines of record still fit the last page of the record file, or not.
     "disk_full": (("INCOMPLETE", r"did not finish"),
-                  ("ABORTED", r"^interlock tripped: pressure monitoring lost \(.*cannot write the sample stream to disk")),
+                  ("ABORTED", r"^interlock tripped: pressure monitoring lost \(.*cannot write the sample stream to disk"),
+                  ("ERROR", r"^cannot write the run's data to disk \(.*\): No space left on device$")),
     "clock_jump": (("ERROR", r"^step '\w+' exceeded its timeout"), ("ABORTED", r"pressure monitoring lost")),
 }
 PASS_CLAIM = "I confirm the item under test passed"

@@ -50,9 +50,6 @@ REPORT_CELLS = [(f, p) for f, p in harness.cells() if p == "report"]
 def test_fault_during_run(cell: tuple[str, str], lab: dict[str, Any], tmp_path: Path,
                           request: pytest.FixtureRequest) -> None:
     fault, phase = cell
-    if cell == ("disk_full", "setup"):  # run_log.py lets ENOSPC out as an unexpected error (ERROR, not a pass)
-        request.node.add_marker(pytest.mark.xfail(strict=False, reason="known gap (session 2): a full disk at "
-                                                  "setup ends ERROR as 'unexpected error' instead of naming the disk"))
     cells.skip_without_full_disk(fault, phase)
     obs = cells.run_cell(fault, phase, lab, tmp_path)
     obs.save(harness.out_dir())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -92,7 +93,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--import", dest="imports", metavar="BUNDLE", nargs="+", default=None,
                         help="file these report bundles into the history, then exit")
     parser.add_argument("--registry", metavar="FILE", default=None,
-                        help="key registry for --import (default $RIG_KEY_REGISTRY or ./keys/registry.json)")
+                        help="key registry for --import (default $RIG_KEY_REGISTRY, else the station file's "
+                             "key_registry)")
+    parser.add_argument("--admin-key-id", metavar="ID", action="append", default=[],
+                        help="pin an administrator key id for --import (repeatable; adds to the station "
+                             "file's [signing] admin_keys)")
     parser.add_argument("--allow-unsigned", action="store_true",
                         help="--import also files unsigned bundles whose file hashes verify")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -184,13 +189,31 @@ def _import(history: Any, bundles: list[str], registry: Any, allow_unsigned: boo
 
 
 def _import_registry(args: argparse.Namespace) -> Any:
-    """The key registry that checks the bundles' signatures (None with --allow-unsigned and none given)."""
-    from reports.registry import Registry, default_registry_path
+    """The key registry that checks the bundles' signatures, loaded as `rig report verify` loads it:
+    the station file's registry and pinned administrators (a bundle is only as trusted as its
+    signers' enrolment), plus --registry/--admin-key-id. None with --allow-unsigned and none found."""
+    from reports.registry import ENV_VAR as REGISTRY_ENV
+    from reports.registry import Registry
 
-    path = Path(args.registry) if args.registry else default_registry_path()
+    station_file = Path(args.station_file) if args.station_file else default_station_path()
+    station = load_station(station_file) if station_file.is_file() else None
+    if args.registry:
+        path = Path(args.registry)
+    elif os.environ.get(REGISTRY_ENV):
+        path = Path(os.environ[REGISTRY_ENV])
+    elif station is not None:
+        path = Path(station.key_registry)
+    elif args.allow_unsigned:
+        return None
+    else:
+        raise UsageError(f"no key registry to check the bundles' signatures: give --registry FILE, set "
+                         f"${REGISTRY_ENV}, or --station-file FILE (its key_registry); --allow-unsigned "
+                         "files bundles by their file hashes alone")
     if args.allow_unsigned and not args.registry and not path.is_file():
         return None
-    return Registry.load(path)
+    pinned = list(getattr(station, "admin_keys", ()) or ())
+    pinned += [p for p in args.admin_key_id if p not in pinned]
+    return Registry.load(path, pinned=tuple(pinned))
 
 
 def _print_runs(console: Console, runs: list[Any], source: str) -> None:

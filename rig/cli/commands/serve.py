@@ -7,9 +7,11 @@ authorised; on 127.0.0.1 the login name is the user, as for `rig run` at the sam
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
+from reports.registry import ENV_VAR as REGISTRY_ENV
 from rig.errors import UsageError
 from rig.station.config import STATION_ENV, default_station_path, load_station
 
@@ -47,8 +49,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--accounts", metavar="FILE", default=None,
                         help="accounts file (default: the station's [service] accounts)")
     parser.add_argument("--registry", metavar="FILE", default=None,
-                        help="key registry for signing and verifying (default: $RIG_KEY_REGISTRY, else "
-                             "./keys/registry.json)")
+                        help="key registry for signing and verifying (default: $RIG_KEY_REGISTRY, else the "
+                             "station file's key_registry; its [signing] admin_keys are the pinned administrators)")
     parser.add_argument("--no-check", action="store_true",
                         help="do not open the instruments at start to show their identities")
     parser.set_defaults(func=run)
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     for what, path in (("tls_certificate", cert), ("tls_key", key)):
         if path is not None and not Path(path).is_file():
             raise UsageError(f"service.{what}: no file {path}")
+    registry = args.registry or os.environ.get(REGISTRY_ENV)
     service = Service(station, accounts, host=args.host, port=port, tls=cert is not None,
-                      registry_path=Path(args.registry).expanduser().resolve() if args.registry else None)
+                      registry_path=Path(registry).expanduser().resolve() if registry else None)
     return serve(service, tls_cert=cert, tls_key=key, check_at_start=not args.no_check)
