@@ -50,17 +50,19 @@ class Acquisition:
         limit = self._bench.station.safety.max_line_pressure_kpa
         self._interlock = Interlock(limit_kpa=limit, stop_pump=self._bench.pump.stop, daq=self._daq,
                                     on_trip=self._on_trip)
-        self._set_guard({"channel": PRESSURE_CHANNEL, "above": limit, "chunk_samples": int(self._daq.chunk_samples)})
+        self._set_guard(limit)
         self._log.append("event", kind="interlock", detail=f"armed at {limit:g} kPa",
                          t_proc_s=round(self._log.now_s(), 6), t_utc=utc_now())
 
-    def _set_guard(self, guard: dict[str, Any] | None) -> None:
+    def _set_guard(self, limit_kpa: float | None) -> None:
         """Virtual time: while the interlock is armed no clock jump may run past the end of the DAQ
         chunk in which the line pressure crossed its limit (rig.station.clock.VirtualClock.guard),
-        so the interlock acts within one chunk of the crossing, as in real time."""
+        so the interlock acts within one chunk of the crossing, as in real time. A real clock
+        needs no guard: the DAQ delivers chunks as they are sampled."""
         clock = self._bench.clock
         if getattr(clock, "virtual", False) and hasattr(clock, "guard"):
-            clock.guard = guard
+            clock.guard = None if limit_kpa is None else {
+                "channel": PRESSURE_CHANNEL, "above": limit_kpa, "chunk_samples": int(self._daq.chunk_samples)}
 
     def add_chunk_listener(self, listener: Any) -> None:
         """A step's chunk listener (e.g. a procedure's line monitor), detached with the run."""
