@@ -162,28 +162,6 @@ def _release(result: RunResult) -> int:
     return result.exit_code
 
 
-NOT_VALID_FOR_RELEASE_EXIT = 4
-
-
-def _release(result: RunResult) -> int:
-    """Print the validity conditions of the finished record; the exit code they give to a PASS."""
-    from reports.results import equipment, release_text, station_identity, validity_conditions
-    from rig.record import read_record
-
-    try:
-        record = read_record(result.run_dir)
-    except Exception as exc:  # noqa: BLE001 - the outcome is printed already; say why no conditions
-        print(f"rig: warning: validity conditions not evaluated: {exc}", file=sys.stderr)
-        return result.exit_code
-    identity = station_identity(record.started.get("station") or {})
-    conditions = validity_conditions(record, equipment(record), identity)
-    if identity["simulated"] or conditions:
-        print(release_text(conditions, identity["simulated"]))
-    if result.exit_code == 0 and conditions:
-        return NOT_VALID_FOR_RELEASE_EXIT
-    return result.exit_code
-
-
 def run(args: argparse.Namespace) -> int:
     if args.via:
         from rig.service.client import run_via
