@@ -71,7 +71,9 @@ def load_registry(args: argparse.Namespace, *, required: bool = True, create: bo
         return None
     if not required and not create and not path.is_file():
         return None
-    return Registry.load(path, create=create, pinned=pins(args, station))
+    registry = Registry.load(path, create=create, pinned=pins(args, station))
+    registry.time_stamp_authority = station.time_stamp_authority() if station is not None else None
+    return registry
 
 
 def audit_path(args: argparse.Namespace, *, near: Path | None = None) -> Path:
