@@ -169,7 +169,14 @@ class Registry:
         self.time_stamp_authority: Any = None
 
     @classmethod
-    def load(cls, path: Path, *, create: bool = False, pinned: tuple[str, ...] | list[str] = ()) -> "Registry":
+    def load(cls, path: Path, *, create: bool = False, pinned: tuple[str, ...] | list[str] = (),
+             time_stamp_authority: Any = None) -> "Registry":
+        registry = cls._load(path, create=create, pinned=pinned)
+        registry.time_stamp_authority = time_stamp_authority
+        return registry
+
+    @classmethod
+    def _load(cls, path: Path, *, create: bool, pinned: tuple[str, ...] | list[str]) -> "Registry":
         path = Path(path)
         if not path.is_file():
             if create:

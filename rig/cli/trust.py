@@ -71,9 +71,8 @@ def load_registry(args: argparse.Namespace, *, required: bool = True, create: bo
         return None
     if not required and not create and not path.is_file():
         return None
-    registry = Registry.load(path, create=create, pinned=pins(args, station))
-    registry.time_stamp_authority = station.time_stamp_authority() if station is not None else None
-    return registry
+    return Registry.load(path, create=create, pinned=pins(args, station),
+                         time_stamp_authority=station.time_stamp_authority() if station is not None else None)
 
 
 def audit_path(args: argparse.Namespace, *, near: Path | None = None) -> Path:

@@ -213,7 +213,8 @@ def _import_registry(args: argparse.Namespace) -> Any:
         return None
     pinned = list(getattr(station, "admin_keys", ()) or ())
     pinned += [p for p in args.admin_key_id if p not in pinned]
-    return Registry.load(path, pinned=tuple(pinned))
+    return Registry.load(path, pinned=tuple(pinned),
+                         time_stamp_authority=station.time_stamp_authority() if station is not None else None)
 
 
 def _print_runs(console: Console, runs: list[Any], source: str) -> None:

@@ -21,6 +21,7 @@ from rig.fleet.nightly import (
     NightlyRunner,
     load_station_signer,
     new_nightly_id,
+    nightly_operator,
 )
 from rig.fleet.suite import SUITE_ENV, default_suite_path, load_suite
 from rig.station.config import STATION_ENV, default_station_path, load_station
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite or default_suite_path())
     check_calibration_policy(station)
     signer = None if args.unsigned else load_station_signer(args.key, args.registry, station=station)
+    suite = nightly_operator(suite, station, signer)
     url = station_url(station, args.history)
     nightly_id = new_nightly_id(suite.name)
     out_dir = Path(args.out).expanduser().resolve() if args.out else station.runs_dir / "nightly" / nightly_id
