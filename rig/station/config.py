@@ -25,6 +25,7 @@ from instruments.sim.emulators import sim_options
 from rig.analysis.detection import SETTINGS as DETECTION_SETTINGS
 from rig.errors import ConfigError
 from rig.settings import NAME, Key, Problems, join, show
+from rig.station import environment
 from rig.station.history_url import resolve_url, url_problem
 from rig.station.model import (
     FluidConfig,
@@ -118,6 +119,7 @@ _TOP: dict[str, Key] = {
     "signing": Key("table"),
     "operators": Key("table"),
     "service": Key("table"),
+    "environment": Key("table"),  # the lab's stated conditions (rig.station.environment)
 }
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*")
@@ -267,6 +269,10 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
     if "detection" in top:
         problems.table(top["detection"], "detection", DETECTION_SETTINGS)  # the detectors' own schema
         sections["detection"] = top["detection"]
+    if "environment" in top:
+        lab = environment.validate(top["environment"], problems, path.parent)
+        if lab is not None:
+            sections["environment"] = lab
     history = problems.table(top["history"], "history", _HISTORY) if "history" in top else {}
     signing = problems.table(top["signing"], "signing", _SIGNING) if "signing" in top else {}
     operators = problems.table(top["operators"], "operators", _OPERATORS) if "operators" in top else {}
