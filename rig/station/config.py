@@ -193,6 +193,8 @@ def _history_url_problem(url: str) -> str | None:
 # [history]: where runs and measurements are filed (rig.fleet.history); default sqlite:///<runs_dir>/history.sqlite3
 _HISTORY: dict[str, Key] = {
     "url": Key("str", check=_history_url_problem),
+    # copy every audit entry into the history's append-only audit_mirror table (rig.fleet.history_audit)
+    "audit_mirror": Key("bool", default=False),
 }
 
 # [service]: `rig serve` (the bench service and operator panel); paths relative to this file.
@@ -291,6 +293,8 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
     base = path.parent
     if "url" in history:
         sections["history"] = {"url": resolve_url(history["url"], base)}  # relative = next to this file
+    if history.get("audit_mirror"):
+        sections.setdefault("history", {})["audit_mirror"] = True
     if service:
         sections["service"] = {k: (_resolve(base, v) if k != "port" else v) for k, v in service.items()}
     attach = sim.get("attach")

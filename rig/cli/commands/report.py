@@ -140,6 +140,11 @@ def cmd_sign(args: argparse.Namespace) -> int:
     except OSError as exc:  # disk full, read-only bundle: one line, not a traceback
         raise RigError(f"signature not written: {exc}") from exc
     print(for_terminal(f"signed as {args.role} by {key.printed_name} ({key.signer_id}): {path}"))
+    from rig.cli.commands.audit import mirror_after_write
+
+    note = mirror_after_write(args, audit_path(args, near=registry.path.parent))
+    if note:
+        print(for_terminal(note), file=sys.stderr)
     return 0
 
 
