@@ -18,18 +18,16 @@ from typing import Any
 import pytest
 
 from reports import audit
-from reports.bundle import build_bundle, load_manifest
-from reports.canonical import canonical_json, sha256_hex
-from reports.dsse import sign_envelope
-from reports.html import with_signature_block
+from reports.bundle import build_bundle
+from reports.canonical import sha256_hex
 from reports.keys import load_key_file
 from reports.registry import Registry
 from reports.synthetic import make_signer, write_record
 from reports.timestamp import TimeStampAuthority, request_token
-from reports.verify import STATEMENT_KIND, chain_hash
 from rig.cli.main import main
 from rig.errors import ConfigError
 from rig.station.config import load_station
+from tests.test_security_signing import forge, set_created_at
 from tests.tsa_server import TsaServer, TsaState, make_tsa_identity, write_certificate
 
 PASSPHRASE = "correct horse battery staple"  # reports.synthetic's default
@@ -125,28 +123,11 @@ def test_a_token_from_another_tsa_is_rejected(lab: dict, capsys: pytest.CaptureF
 
 
 def _forge(lab: dict, bundle: Path, *, signed_at: str, tsa: str | None) -> bytes:
-    """The revoked key holder's script: a statement dated at will, signed with the key."""
-    key = load_key_file(lab["key"], PASSPHRASE)
-    manifest, _ = load_manifest(bundle)
-    manifest["created_at"] = "2026-01-10T09:30:00.000000Z"  # the unsigned manifest, dated to match
-    manifest_bytes = canonical_json(manifest)
-    (bundle / "manifest.json").write_bytes(manifest_bytes)
-    statement = {
-        "statement": STATEMENT_KIND, "manifest_sha256": sha256_hex(manifest_bytes),
-        "report_id": manifest["report_id"], "run_id": manifest["run_id"], "verdict": manifest["verdict"],
-        "role": "performed_by", "meaning": "I performed this test; verdict PASS", "signer_id": key.signer_id,
-        "printed_name": key.printed_name, "key_id": key.key_id, "signed_at": signed_at, "sequence": 1,
-        "prior_signatures_sha256": chain_hash([]), "simulated": manifest["simulated"],
-        "conditions": manifest["conditions"], "audit_anchor": audit.anchor_of(lab["audit"]),
-    }
-    if tsa is not None:
-        statement["time_stamp_authority"] = tsa
-    envelope = sign_envelope(canonical_json(statement), key.private_key, key.key_id)
-    (bundle / "signatures").mkdir(exist_ok=True)
-    (bundle / "signatures" / "01-performed_by.dsse.json").write_bytes(envelope)
-    page = bundle / "report.html"
-    page.write_bytes(with_signature_block(page.read_bytes(), [statement]))
-    return envelope
+    """The revoked key holder's script (tests/test_security_signing.py): a statement dated at will,
+    the unsigned manifest dated to match, signed with the key."""
+    set_created_at(bundle, "2026-01-10T09:30:00.000000Z")
+    return forge(bundle, load_key_file(lab["key"], PASSPHRASE), signed_at=signed_at,
+                 anchor=audit.anchor_of(lab["audit"]), extra={"time_stamp_authority": tsa} if tsa else None)
 
 
 def test_a_backdated_signature_is_contradicted_by_its_token(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,6 @@ from rig.engine.display import SafeStream
 from rig.engine.operator import Operator, load_answers_file, parse_answer_args
 from rig.engine.runner import RunAborted, Runner, RunResult
 from rig.engine.signals import abort_on_signals
-from rig.errors import UsageError
 from rig.fleet.launch import ask_item, build_report, execute, prepare_run, station_audit_log
 from rig.station.config import STATION_ENV, default_station_path, load_station
 from rig.station.lock import StationLock, warn_takeover
