@@ -49,7 +49,7 @@ exit codes (verify): 0 valid, 1 invalid (reasons listed; with --require-hardware
   2 usage error.
 exit codes (show): 0 bundle intact, every signature valid, verdict PASS and valid for release;
   1 verdict not PASS; 4 PASS but NOT VALID FOR RELEASE (a validity condition: calibration, identity,
-  torn record); 5 bundle or a signature invalid (takes precedence); 2 usage error. Simulated data is
+  lab environment out of limits or unstable, torn record); 5 bundle or a signature invalid (takes precedence); 2 usage error. Simulated data is
   marked SIMULATED and never valid for release, but alone does not change the exit code.
 The key registry is --registry, else ${REGISTRY_ENV}, else the station file's key_registry; its
 entries count only when signed by an administrator the station file pins ([signing] admin_keys,

@@ -51,7 +51,8 @@ exit codes:
   3  ABORTED (Ctrl-C, SIGTERM, interlock, operator) or ERROR (instrument, timeout, safe state)
   4  PASS, but NOT VALID FOR RELEASE: a validity condition holds (equipment calibration overdue or
      unknown at the run date under calibration_policy = "warn", serial mismatch on a hardware
-     station, torn record). The outcome stays PASS; the condition is in the record's report,
+     station, lab environment outside the station's [environment] limits or unstable, torn
+     record). The outcome stays PASS; the condition is in the record's report,
      `rig show` and the history. A simulated bench is marked SIMULATED but is not a condition.
 
 The station file is --station, else ${STATION_ENV}, else ./rig.toml.
