@@ -350,7 +350,8 @@ class Runner:
 
     def _environment(self, log: RunLog, when: str) -> None:
         """The lab's conditions now, when the station states them (rig.station.environment)."""
-        reading = environment.read(getattr(self.bench.station, "sections", {}).get("environment"), when)
+        station = getattr(self.bench, "station", None)
+        reading = environment.read((getattr(station, "sections", None) or {}).get("environment"), when)
         if reading is not None:
             log.append("environment", **reading)
 

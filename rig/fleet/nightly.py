@@ -135,6 +135,7 @@ def load_station_signer(key_path: str | None, registry_path: str | None,
 
     from reports.keys import load_key_file
     from reports.registry import Registry, default_registry_path
+    from rig.station.model import station_tsa
 
     path_text = key_path or os.environ.get(KEY_ENV, "").strip()
     if not path_text:
@@ -149,7 +150,7 @@ def load_station_signer(key_path: str | None, registry_path: str | None,
     key = load_key_file(path, passphrase)
     registry = Registry.load(Path(registry_path) if registry_path else default_registry_path(
         getattr(station, "key_registry", None)), pinned=tuple(getattr(station, "admin_keys", ()) or ()),
-        time_stamp_authority=station.time_stamp_authority() if station is not None else None)
+        time_stamp_authority=station_tsa(station))
     for trouble in registry.trust_problems():
         raise UsageError(f"station key {key.signer_id}: {trouble}")
     entry = registry.find(key.key_id)

@@ -87,3 +87,9 @@ class Station:
 
     def by_kind(self, kind: str) -> list[InstrumentConfig]:
         return [i for i in self.instruments.values() if i.kind == kind]
+
+
+def station_tsa(station: Any) -> Any:
+    """The time-stamp authority of ``station`` (None without a station, or one that names none)."""
+    method = getattr(station, "time_stamp_authority", None)
+    return method() if callable(method) else None
