@@ -105,9 +105,9 @@ def test_the_mirror_table_refuses_update_and_delete(trail: dict[str, Any]) -> No
         assert db.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()[0] == 5
 
 
-def test_signing_copies_its_entry_to_the_mirror(trail: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+def test_signing_and_key_events_are_copied_to_the_mirror(trail: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
                                                  station_writer: Any, tmp_path: Path) -> None:
-    """`rig report sign` at a mirrored station copies its signature entry at once."""
+    """`rig report sign` and `rig keys` at a mirrored station copy their entries at once."""
     from reports.bundle import build_bundle
     from reports.registry import Registry
     from reports.synthetic import make_signer, write_record
@@ -124,6 +124,13 @@ def test_signing_copies_its_entry_to_the_mirror(trail: dict[str, Any], monkeypat
     with sqlite3.connect(trail["db"]) as db:
         kinds = [json.loads(e)["kind"] for (e,) in db.execute(f"SELECT entry FROM {TABLE} ORDER BY seq")]
     assert kinds[-1] == "signature" and len(kinds) == len(trail["log"].read_text().splitlines())
+    # a registry event (`rig keys revoke`) is copied at once too
+    monkeypatch.setenv("RIG_ADMIN_PASSPHRASE", "correct horse battery staple")
+    assert rig("keys", "revoke", "demo.tech", "--reason", "left the lab", "--admin-key",
+               tmp_path / "keys" / "registry-admin.key", "--station", station) == 0
+    with sqlite3.connect(trail["db"]) as db:
+        last = db.execute(f"SELECT entry FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()[0]
+    assert json.loads(last)["kind"] == "key_revoked"
 
 
 # -- PostgreSQL: the rigs' role without UPDATE/DELETE -----------------------------------------------
