@@ -176,7 +176,7 @@ def _tst_info(token: bytes) -> tsp.TSTInfo:
 
 
 def gen_time(token: bytes) -> _dt.datetime:
-    """The token's genTime (UTC), without checking anything else."""
+    """The token's genTime (UTC), without checking anything else (``check_token`` checks)."""
     return _tst_info(token)["gen_time"].native.astimezone(_dt.timezone.utc)
 
 
@@ -193,10 +193,7 @@ def _identifies(sid: cms.SignerIdentifier, cert: x509.Certificate) -> bool:
 
 
 def _verify_with(cert: x509.Certificate, signer: cms.SignerInfo, signed_bytes: bytes) -> None:
-    digest = signer["digest_algorithm"]["algorithm"].native
-    if digest not in _HASHES:
-        raise TimeStampError(f"token signed with digest {digest}; accepted: {', '.join(_HASHES)}")
-    algo = _HASHES[digest]()
+    algo = _HASHES[signer["digest_algorithm"]["algorithm"].native]()  # checked by _check_token
     key = cert.public_key()
     signature = signer["signature"].native
     try:
@@ -213,6 +210,15 @@ def _verify_with(cert: x509.Certificate, signer: cms.SignerInfo, signed_bytes: b
 def check_token(token: bytes, data: bytes, tsa: TimeStampAuthority) -> _dt.datetime:
     """genTime of ``token`` once it is shown to be the configured TSA's token over SHA-256 of
     ``data``; TimeStampError with the reason otherwise (see the module docstring)."""
+    try:
+        return _check_token(token, data, tsa)
+    except TimeStampError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:  # asn1crypto parses lazily
+        raise TimeStampError(f"not a well-formed RFC 3161 time-stamp token ({type(exc).__name__}: {exc})") from None
+
+
+def _check_token(token: bytes, data: bytes, tsa: TimeStampAuthority) -> _dt.datetime:
     signed = _signed_data(token)
     info: tsp.TSTInfo = signed["encap_content_info"]["content"].parsed
     imprint = info["message_imprint"]

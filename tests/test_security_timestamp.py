@@ -110,6 +110,23 @@ def test_a_token_of_another_signature_is_rejected(lab: dict, capsys: pytest.Capt
     assert "time-stamps other data" in out and "a token taken from another signature" in out
 
 
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte", "garbage"])
+def test_a_damaged_token_is_a_reason_not_a_traceback(lab: dict, damage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = new_bundle(lab)
+    assert sign(lab, bundle) == 0
+    path = bundle / "signatures" / "01-performed_by.tst"
+    token = bytearray(path.read_bytes())
+    if damage == "truncated":
+        token = token[: len(token) // 2]
+    elif damage == "flipped byte":
+        token[-1] ^= 0xFF  # in the TSA's signature (the certificates a token carries are not what is trusted)
+    else:
+        token = bytearray(b"\x30\x82\xff\xff" + b"x" * 40)
+    path.write_bytes(bytes(token))
+    code, out = verify(lab, bundle, capsys)
+    assert code == 1 and "time-stamp token 01-performed_by.tst:" in out
+
+
 def test_a_token_from_another_tsa_is_rejected(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
     bundle = new_bundle(lab)
     assert sign(lab, bundle) == 0
