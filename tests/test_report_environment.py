@@ -60,6 +60,8 @@ def test_a_lab_out_of_its_stated_conditions_makes_the_pass_not_valid_for_release
     bundle = rig("report", "show", run_dir / "report", root=tmp_path)
     assert bundle.returncode == 4 and condition in " ".join(bundle.stdout.split())
     assert condition in (run_dir / "report" / "junit.xml").read_text(encoding="utf-8")
+    page = (run_dir / "report" / "report.html").read_text(encoding="utf-8")
+    assert '<section id="environment">' in page and "27.5" in page and "18.0–25.0 °C, drift ≤ 1.0 °C; 30.0–70.0 %RH" in page
 
 
 def test_within_its_conditions_the_lab_adds_no_condition(tmp_path: Path, station_writer: Any) -> None:
