@@ -61,8 +61,11 @@ def mirror_after_write(args: argparse.Namespace, path: Path) -> str | None:
 
 
 def _mirror_wanted(args: argparse.Namespace) -> bool:
+    """--mirror, or the station (the one named, or whose trail is checked) keeps a mirror."""
     if args.mirror:
         return True
+    if args.file and not args.station:
+        return False  # a log file given by hand: compared with a mirror only when asked
     station = station_of(args)
     return bool(((getattr(station, "sections", {}) or {}).get("history") or {}).get("audit_mirror"))
 
