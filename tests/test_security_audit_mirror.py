@@ -168,3 +168,20 @@ def test_postgres_mirror_role_can_only_append(postgres_url: str, tmp_path: Path,
     assert "the log was cut" in capsys.readouterr().out
     with open_history(station_url) as history:
         assert not compare(history, log).ok
+
+
+def test_a_run_copies_its_entries_to_the_mirror(tmp_path: Path, station_writer: Any) -> None:
+    """`rig run` at a mirrored station: run_started, run_finished and the report build reach the
+    mirror when the command ends (so a cut right after a run is found)."""
+    from tests.cli import run_rig
+
+    log, db = tmp_path / "audit.jsonl", tmp_path / "history.sqlite3"
+    station = station_writer(tmp_path, set={"station.audit_log": str(log), "history.url": f"sqlite:///{db}",
+                                            "history.audit_mirror": True})
+    done = run_rig("run", "delivery_check", "--station", str(station), "--param", "duration_min=6", "--plain",
+                   "--operator", "T. Tester", "--answer", "item_serial=NE1000-SIM-0001", "--answer", "setup=done",
+                   clean_rig_vars=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with sqlite3.connect(db) as conn:
+        kinds = [json.loads(e)["kind"] for (e,) in conn.execute(f"SELECT entry FROM {TABLE} ORDER BY seq")]
+    assert kinds[:2] == ["run_started", "run_finished"] and len(kinds) == len(log.read_text().splitlines())

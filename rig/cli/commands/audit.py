@@ -47,16 +47,17 @@ def _mirror(args: argparse.Namespace, path: Path, *, append: bool) -> Any:
 def mirror_after_write(args: argparse.Namespace, path: Path) -> str | None:
     """After a command wrote to the audit log: copy the new entries to the mirror when the station
     asks for it ([history] audit_mirror). Never fails the command (what it logged happened); returns
-    a line to print when the copy failed or the file disagrees with the mirror, else None."""
+    a line to print (terminal-safe) when the copy failed or the file disagrees with the mirror, else None."""
     station = station_of(args)
     if not ((getattr(station, "sections", {}) or {}).get("history") or {}).get("audit_mirror"):
         return None
     try:
         mirror = _mirror(args, path, append=True)
     except Exception as exc:  # noqa: BLE001 - see above: reported, run `rig audit mirror` later
-        return f"warning: audit entries not copied to the mirror ({exc}); run `rig audit mirror`"
+        return for_terminal(f"rig: warning: audit entries not copied to the mirror ({exc}); run `rig audit mirror`")
     if mirror.problems:
-        return "warning: the audit log disagrees with its mirror, nothing copied: " + "; ".join(mirror.problems)
+        return for_terminal("rig: warning: the audit log disagrees with its mirror, nothing copied: "
+                            + "; ".join(mirror.problems))
     return None
 
 

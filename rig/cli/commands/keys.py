@@ -51,7 +51,7 @@ def _log(args: argparse.Namespace, registry: Registry, kind: str, **data: Any) -
     audit.append_event(path, kind, registry=str(registry.path.resolve()), **data)
     note = mirror_after_write(args, path)
     if note:
-        print(for_terminal(note), file=sys.stderr)
+        print(note, file=sys.stderr)
 
 
 def _now() -> str:

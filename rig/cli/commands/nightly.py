@@ -9,6 +9,7 @@ so in one message at once (exit 2) instead of after an hour.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from rig.fleet.nightly import (
     new_nightly_id,
     nightly_operator,
 )
+from rig.fleet.launch import station_audit_log
 from rig.fleet.suite import SUITE_ENV, default_suite_path, load_suite
 from rig.station.config import STATION_ENV, default_station_path, load_station
 
@@ -114,4 +116,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if history is not None:
             history.close()
+    from rig.cli.commands.audit import mirror_after_write
+
+    note = mirror_after_write(args, station_audit_log(station))  # the station keeps a copy of its trail
+    if note:
+        print(note, file=sys.stderr)
     return result.exit_code

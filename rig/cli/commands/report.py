@@ -144,7 +144,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
     note = mirror_after_write(args, audit_path(args, near=registry.path.parent))
     if note:
-        print(for_terminal(note), file=sys.stderr)
+        print(note, file=sys.stderr)
     return 0
 
 

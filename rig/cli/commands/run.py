@@ -220,4 +220,9 @@ def run(args: argparse.Namespace) -> int:
         if bundle is not None:
             out.write(f"report: {bundle}\n")
             out.flush()
+    from rig.cli.commands.audit import mirror_after_write
+
+    note = mirror_after_write(args, station_audit_log(station))  # the station keeps a copy of its trail
+    if note:
+        print(note, file=sys.stderr)
     return code
