@@ -91,6 +91,8 @@ def test_signing_stores_a_token_and_verify_judges_by_its_time(lab: dict, capsys:
     assert entry["kind"] == "signature" and entry["data"]["tst_sha256"] == sha256_hex(token.read_bytes())
     code, out = verify(lab, bundle, capsys, "--json")
     assert json.loads(out)["signatures"][0]["time_stamped_at"].startswith("20")
+    assert rig("report", "show", bundle, "--station", lab["station"]) == 4  # intact; the synthetic run is NOT VALID (calibration)
+    assert "(TSA 20" in capsys.readouterr().out
 
 
 def test_without_a_tsa_the_time_stays_the_signers_claim(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:

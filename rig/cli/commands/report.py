@@ -249,7 +249,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         state = check.signature_status(sig)
         status = (f"[red]{for_markup('; '.join(sig.problems))}[/]" if sig.problems
                   else f"[{SIGNATURE_STYLE.get(state, 'dark_orange')}]{for_markup(state)}[/]")
-        sigs.add_row(f"{sig.sequence:02d}", for_markup(str(s.get("printed_name", "?"))), for_markup(str(s.get("signed_at", "?"))[:19].replace("T", " ")),
+        when = str(s.get("signed_at", "?"))[:19].replace("T", " ")
+        if sig.time_stamped_at:  # the trusted time: the time-stamp authority's
+            when += f" (TSA {sig.time_stamped_at[:19].replace('T', ' ')})"
+        sigs.add_row(f"{sig.sequence:02d}", for_markup(str(s.get("printed_name", "?"))), for_markup(when),
                      for_markup(sig.role), for_markup(str(s.get("meaning", "?"))), status)
     console.print(sigs if check.signatures else "[dark_orange]Not signed.[/]")
     integrity = "[green]intact[/]" if not check.problems else f"[red]{len(check.problems)} problem(s)[/]: " + for_markup("; ".join(check.problems))
