@@ -28,6 +28,7 @@ from rig.service.state import Service
 from rig.service.status import station_status
 
 KEEPALIVE_S = 15.0
+COALESCE_S = 0.1  # an SSE viewer's batching window: well below the panel's 250 ms latency target
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -197,6 +198,11 @@ def routes(service: Service) -> list[Route]:
                     except asyncio.TimeoutError:
                         yield ": keep-alive\n\n"
                         continue
+                    if item is not None:
+                        # let a burst gather: one write per viewer per COALESCE_S instead of one per
+                        # event (a virtual-time run publishes thousands a second; the run shares
+                        # this process with every viewer's stream)
+                        await asyncio.sleep(COALESCE_S)
                     chunks = []
                     while item is not None:
                         seq, _job, text = item

@@ -2,9 +2,10 @@
 
 Why like this: the run thread (and the DAQ reader thread) must never wait for a browser. Publishing
 serialises an event once, appends it to the job's replay log and hands it to the event loop with
-one ``call_soon_threadsafe``; the loop puts it into each subscriber's bounded queue. A subscriber
-that falls behind is dropped (its browser reconnects and replays from its last event id), so twenty
-viewers cost the run a list append and one wake-up per event, not twenty socket writes.
+at most one ``call_soon_threadsafe`` per burst (a virtual-time run publishes thousands of events a
+second); the loop puts each into every subscriber's bounded queue. A subscriber that falls behind
+is dropped (its browser reconnects and replays from its last event id), so twenty viewers cost the
+run a list append per event and one wake-up per burst, not twenty socket writes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class EventHub:
         self._logs: dict[str, list[tuple[int, str | None, str]]] = {}
         self._subscribers: set[Subscriber] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[int, str | None, str]] = []  # published, not yet fanned out
+        self._wake_scheduled = False
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -55,12 +58,25 @@ class EventHub:
                 if len(log) < MAX_LOG:
                     log.append(item)
             loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(self._fan_out, item)
-            except RuntimeError:  # the loop is shutting down
-                pass
+            if loop is None or loop.is_closed():
+                return seq
+            self._pending.append(item)
+            if self._wake_scheduled:  # the loop has not drained the last burst yet: no second wake-up
+                return seq
+            self._wake_scheduled = True
+        try:
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is shutting down
+            pass
         return seq
+
+    def _drain(self) -> None:
+        """Event-loop thread: fan out everything published since the last wake-up."""
+        with self._lock:
+            items, self._pending = self._pending, []
+            self._wake_scheduled = False
+        for item in items:
+            self._fan_out(item)
 
     def _fan_out(self, item: tuple[int, str | None, str]) -> None:
         for sub in list(self._subscribers):
