@@ -59,28 +59,6 @@ class _SameUserOnly(grpc.ServerInterceptor):
         return guarded
 
 
-class _SameUserOnly(grpc.ServerInterceptor):
-    """Every call is checked against the peer's uid (instruments.sim.peer) before it runs."""
-
-    def __init__(self) -> None:
-        self.port = 0  # set once the server is bound
-
-    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        fields = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        return handler._replace(**{f: self._guard(getattr(handler, f)) for f in fields if getattr(handler, f)})
-
-    def _guard(self, behaviour: Any) -> Any:
-        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
-            if not grpc_peer_allowed(self.port, context.peer()):
-                context.abort(grpc.StatusCode.PERMISSION_DENIED, "only the simulated bench's own user may use it")
-            return behaviour(request, context)
-
-        return guarded
-
-
 class DaqServer:
     """The running server: ``stop()``, ``state()`` and the virtual ``device`` (for tests)."""
 
