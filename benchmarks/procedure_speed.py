@@ -46,11 +46,17 @@ REPO = Path(__file__).resolve().parents[1]
 FULL = {"run_min": 120, "analysis_start_min": 60, "analysis_end_min": 120}
 QUICK = {"run_min": 62, "analysis_start_min": 31, "analysis_end_min": 62}
 FAST_DAQ = {"sample_rate_hz": 100.0, "chunk_samples": 50}
-ANSWERS = {"item_serial": "BENCHMARK-1", "setup": "done"}
 TARGET_RUNNER_X = 5000.0  # simulated s per wall s
 TARGET_RIG_RUN_S = 5.0
 TARGET_NIGHTLY_S = 10.0
 TICK_S = 10.0  # flow_accuracy reads the balance every 10 s: the runner's clock ticks
+
+
+def _answers(station_path: Path) -> dict[str, str]:
+    """Operator answers: the item under test is the station's pump (its serial must match)."""
+    data = tomllib.loads(station_path.read_text(encoding="utf-8"))
+    pump = next(i for i in data["instruments"].values() if i.get("under_test"))
+    return {"item_serial": str(pump["serial"]), "setup": "done"}
 
 
 def _station_variant(source: Path, directory: Path, daq_options: dict[str, Any] | None) -> Path:
@@ -76,13 +82,14 @@ def measure_runner(station_path: Path, params: dict[str, float]) -> dict[str, An
     spec = procedure.load_spec()
     values = parse_params([f"{k}={v}" for k, v in params.items()], procedure)
     station = load_station(station_path)
+    answers = _answers(station_path)
     t0 = time.perf_counter()
     with Bench.open(station) as bench:
         t_open = time.perf_counter() - t0
         run_dir = station.runs_dir / "benchmark"
         runner = Runner(procedure=procedure, spec=spec, params=values, bench=bench, run_dir=run_dir,
-                        run_id="benchmark", operator=Operator("benchmark", ANSWERS, interactive=False),
-                        display=Display(), item_under_test={"item_serial": ANSWERS["item_serial"]})
+                        run_id="benchmark", operator=Operator("benchmark", answers, interactive=False),
+                        display=Display(), item_under_test={"item_serial": answers["item_serial"]})
         w0, v0, c0 = time.perf_counter(), bench.clock.now_s(), time.process_time()
         result = runner.run()
         wall_s, cpu_s = time.perf_counter() - w0, time.process_time() - c0
@@ -138,7 +145,7 @@ def measure_rig_run(station_path: Path, params: dict[str, float], directory: Pat
     """`rig run flow_accuracy` as a child process, report bundle included."""
     env = {**os.environ, "RIG_AUDIT_LOG": str(directory / "audit.jsonl")}
     args = ["run", "flow_accuracy", "--station", str(station_path), "--out", str(directory / "runs"), "--plain",
-            *(a for k, v in ANSWERS.items() for a in ("--answer", f"{k}={v}")),
+            *(a for k, v in _answers(station_path).items() for a in ("--answer", f"{k}={v}")),
             *(a for k, v in params.items() for a in ("--param", f"{k}={v}"))]
     code, wall_s, tail = _rig(args, REPO, env)
     out = {"exit_code": code, "wall_s": round(wall_s, 3)}
