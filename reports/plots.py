@@ -41,6 +41,10 @@ EVENT_STYLES: dict[str, tuple[str, str, str, bool]] = {
     "pump_watchdog": ("pump watchdog stop", "#8c564b", "-.", True),
     "program": ("program step", "#17becf", ":", True),
     "program_part": ("program part done", "#17becf", "-.", True),
+    "evaporation_blank": ("evaporation blank", "#7f7f7f", ":", False),
+    "fill": ("reservoir full", "#1f77b4", ":", False),
+    "low_reservoir": ("low-reservoir alarm", "#ff7f0e", "-.", True),
+    "refill": ("refill", "#2ca02c", "-.", True),
 }
 UNKNOWN_EVENT_STYLE = ("other event", "#000000", ":", True)
 _SVG_STRIP = (
@@ -211,8 +215,17 @@ def gravimetric_flow_ml_h(
 
 
 def _figure() -> tuple[Figure, Any]:
-    fig = Figure(figsize=(8.0, 3.4), layout="constrained")
+    """Fixed margins with room for the legend on the right: a constrained layout measures every
+    text box before drawing and nearly doubled the cost of each plot (a report has three)."""
+    fig = Figure(figsize=(9.5, 3.4))
+    fig.subplots_adjust(left=0.075, right=0.72, bottom=0.15, top=0.96)
     return fig, fig.add_subplot()
+
+
+def _legend(ax: Any) -> None:
+    """The legend beside the axes, never over the data (and matplotlib's "best" placement, which
+    tests every candidate spot against every plotted point, cost most of a report's build time)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0.0)
 
 
 def to_svg(fig: Figure, salt: str) -> str:
@@ -295,7 +308,7 @@ def flow_plot(daq: dict[str, np.ndarray], balance: dict[str, np.ndarray], result
     ax.set_xlabel(f"time [{unit}]")
     ax.set_ylabel("flow [mL/h]")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    _legend(ax)
     return Plot("flow", "Flow vs time",
                 f"Gravimetric flow from {source} (density {density:g} g/mL); flow sensor from raw/daq*; "
                 "vertical lines: the run's events (legend).",
@@ -349,7 +362,7 @@ def trumpet_plot(results: dict[str, Any], salt: str) -> Plot | None:
     ax.set_xlabel("observation window P [min]")
     ax.set_ylabel("flow error [%]")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    _legend(ax)
     return Plot("trumpet", "Trumpet curve",
                 "Maximum and minimum flow error Ep over observation windows P (IEC 60601-2-24); dotted: limits.",
                 to_svg(fig, f"{salt}-trumpet"))
@@ -379,7 +392,7 @@ def pressure_plot(daq: dict[str, np.ndarray], results: dict[str, Any], salt: str
     ax.set_xlabel(f"time [{unit}]")
     ax.set_ylabel("pressure [kPa]")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    _legend(ax)
     return Plot("pressure", "Line pressure",
                 "Pressure traces from raw/daq* (min/max envelope), axis scaled to the data; vertical lines and "
                 "markers: the run's events (legend)." + limit_note,
