@@ -399,6 +399,94 @@ def pressure_plot(daq: dict[str, np.ndarray], results: dict[str, Any], salt: str
                 to_svg(fig, f"{salt}-pressure"))
 
 
+def _limits_of(results: dict[str, Any], name: str) -> tuple[float | None, float | None]:
+    m = next((m for m in results.get("measurements") or [] if m.get("name") == name), None) or {}
+    low, high = m.get("low"), m.get("high")
+    return (float(low) if isinstance(low, (int, float)) else None,
+            float(high) if isinstance(high, (int, float)) else None)
+
+
+def daily_plots(daily: dict[str, np.ndarray], results: dict[str, Any], salt: str) -> list[Plot]:
+    """A refill interval (reservoir_cycle): the daily error against the day, with its uncertainty
+    and the worst-day limits, and the cumulative delivered volume against the programmed one —
+    both from the procedure's own per-day analysis (raw/daily.csv), not recomputed here."""
+    if not {"day", "error_pct", "delivered_ml", "programmed_ml"} <= set(daily) or not len(daily["day"]):
+        return []
+    return [
+        Plot("daily_error", "Daily error vs day",
+             "Delivered vs programmed volume of each day, e = 100·(V − P)/P with V = (Δm + E·24 h)/ρ, "
+             "from raw/daily.csv (the procedure's own analysis); bars: expanded uncertainty U (k = 2); "
+             "dotted: the worst-day limits of the spec.", to_svg(daily_error_figure(daily, results), f"{salt}-daily")),
+        Plot("cumulative_volume", "Cumulative volume",
+             "Sum of the daily delivered volumes (raw/daily.csv) against the sum of the programmed ones, day "
+             "by day over the interval and the day after the refill.",
+             to_svg(cumulative_volume_figure(daily), f"{salt}-cumulative")),
+    ]
+
+
+def _after_refill(daily: dict[str, np.ndarray]) -> np.ndarray:
+    return daily["phase"] == 1.0 if "phase" in daily else np.zeros(len(daily["day"]), dtype=bool)
+
+
+def daily_error_figure(daily: dict[str, np.ndarray], results: dict[str, Any]) -> Figure:
+    """Daily error e_d against day d (± 2u), interval days and the day after the refill apart."""
+    day, error, after = daily["day"], daily["error_pct"], _after_refill(daily)
+    u = daily.get("u_error_pct")
+    fig, ax = _figure()
+    for mask, colour, label in ((~after, "#1f77b4", "day of the interval"), (after, "#2ca02c", "day after the refill")):
+        if mask.any():
+            ax.errorbar(day[mask], error[mask], yerr=None if u is None else 2.0 * u[mask], fmt="o", markersize=3.5,
+                        color=colour, elinewidth=0.8, capsize=2, label=f"{label} (± U, k = 2)")
+    low, high = _limits_of(results, "cycle.daily_error_worst_pct")
+    for i, bound in enumerate(b for b in (low, high) if b is not None):
+        ax.axhline(bound, color="#d62728", linestyle=":", linewidth=1.0, label="worst-day limits" if i == 0 else None)
+    mean = next((m for m in results.get("measurements") or [] if m.get("name") == "cycle.daily_error_mean_pct"
+                 and isinstance(m.get("value"), (int, float))), None)
+    if mean is not None:
+        ax.axhline(mean["value"], color="black", linestyle="--", linewidth=1.0, label=f"mean {mean['value']:.3g} %")
+    ax.axhline(0.0, color="grey", linewidth=0.6)
+    ax.set_xlabel("day")
+    ax.set_ylabel("daily error [%]")
+    ax.grid(True, alpha=0.3)
+    _legend(ax)
+    return fig
+
+
+def cumulative_volume_figure(daily: dict[str, np.ndarray]) -> Figure:
+    """Cumulative delivered volume (by weight) and cumulative programmed volume against day."""
+    day, after = daily["day"], _after_refill(daily)
+    fig, ax = _figure()
+    ax.plot(day, np.cumsum(daily["programmed_ml"]), color="black", linestyle=":", marker=".", linewidth=1.0,
+            label="programmed")
+    ax.plot(day, np.cumsum(daily["delivered_ml"]), color="#1f77b4", marker="o", markersize=3, linewidth=1.2,
+            label="delivered (by weight)")
+    if after.any():
+        ax.axvline(float(day[after][0]) - 0.5, color="#2ca02c", linestyle="-.", linewidth=1.0, label="refill")
+    ax.set_xlabel("day")
+    ax.set_ylabel("cumulative volume [mL]")
+    ax.grid(True, alpha=0.3)
+    _legend(ax)
+    return fig
+
+
+def read_daily_csv(path: Path) -> dict[str, np.ndarray]:
+    """raw/daily.csv of reservoir_cycle as columns; its ``phase`` words become 0 (interval) or
+    1 (after_refill), the only two phases it writes."""
+    if not path.is_file():
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        header = [h.strip() for h in handle.readline().split(",")]
+        rows = [line.strip().split(",") for line in handle if line.strip()]
+    columns: dict[str, np.ndarray] = {}
+    for i, name in enumerate(header):
+        cells = [r[i] if i < len(r) else "" for r in rows]
+        if name == "phase":
+            columns[name] = np.array([1.0 if c.strip() == "after_refill" else 0.0 for c in cells])
+        else:
+            columns[name] = np.array([_to_float(c) for c in cells])
+    return columns
+
+
 def pressure_range(daq: dict[str, np.ndarray], columns: list[str]) -> tuple[float, float]:
     """(low, high) of the finite pressure samples, at least 1 kPa apart so a flat trace shows its noise."""
     values = np.concatenate([daq[c][np.isfinite(daq[c])] for c in columns]) if columns else np.array([])
@@ -433,6 +521,11 @@ def build_plots(raw_dir: Path, results: dict[str, Any], salt: str) -> tuple[list
         notes.append(f"raw/daq* could not be plotted: {exc}")
     balance = _optional_csv(raw_dir / "balance.csv", notes)
     analysis = _optional_csv(raw_dir / "flow_samples.csv", notes)  # the procedure's own analysis output
-    plots = [flow_plot(daq, balance, results, salt, analysis), trumpet_plot(results, salt),
-             pressure_plot(daq, results, salt)]
+    try:
+        daily = read_daily_csv(raw_dir / "daily.csv")  # a refill interval's per-day analysis
+    except (ValueError, OSError) as exc:
+        daily = {}
+        notes.append(f"raw/daily.csv could not be plotted: {exc}")
+    plots = [*daily_plots(daily, results, salt), flow_plot(daq, balance, results, salt, analysis),
+             trumpet_plot(results, salt), pressure_plot(daq, results, salt)]
     return [p for p in plots if p is not None], notes
