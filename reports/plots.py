@@ -25,6 +25,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from reports.daq_series import read_columns
+
 MAX_POINTS = 1500
 DEFAULT_DENSITY_G_ML = 0.998  # IEC 60601-2-24: water at 20 degC
 # One style per event class: (legend label, colour, line style, full-height line?)
@@ -87,25 +89,15 @@ def _to_float(cell: str) -> float:
         return {"true": 1.0, "false": 0.0}.get(cell.strip().lower(), float("nan"))
 
 
-def _unit_suffix(unit: str) -> str:
-    return {"kpa": "kpa", "ul/min": "ul_min"}.get(unit.strip().lower(), re.sub(r"\W+", "_", unit.strip().lower()))
-
-
 def read_daq_stream(path: Path, run_started_utc: str | None) -> dict[str, np.ndarray]:
     """A binary DAQ stream (instruments.daq_stream: float64 scans + header + chunk index) as
-    columns named like the CSV form (pressure_upstream_kpa, flow_ul_min, t_s).
+    columns named like the CSV form (pressure_upstream_kpa, flow_ul_min, t_s), read in bounded
+    memory and reduced to plot size when long (reports.daq_series).
 
     t_s is procedure time, from the sample number and the rate, shifted by the header's
     started_utc minus the run's start (whole seconds: both are recorded to the second or better).
     """
-    from instruments.daq_stream import read_stream
-
-    stream = read_stream(path)
-    header = stream.header
-    rate_hz = float(header["rate_hz"])
-    index = np.concatenate([np.arange(c["first"], c["first"] + c["count"]) for c in stream.chunks]) \
-        if stream.chunks else np.arange(len(stream.scans))
-    n = min(len(index), len(stream.scans))
+    header = json.loads(path.with_name(path.name + ".header.json").read_text(encoding="utf-8"))
     offset_s = 0.0
     if run_started_utc and header.get("started_utc"):
         from reports.registry import parse_utc
@@ -115,12 +107,7 @@ def read_daq_stream(path: Path, run_started_utc: str | None) -> dict[str, np.nda
                         - parse_utc(run_started_utc, "run start")).total_seconds()
         except ValueError:
             offset_s = 0.0
-    columns = {"t_s": index[:n] / rate_hz + offset_s}
-    for i, (channel, unit) in enumerate(zip(header["channels"], header.get("units") or [])):
-        suffix = _unit_suffix(str(unit))
-        name = "flow_ul_min" if suffix == "ul_min" else f"{channel}_{suffix}"
-        columns[name] = np.asarray(stream.scans[:n, i], dtype=float)
-    return columns
+    return read_columns(path, offset_s)
 
 
 def _is_stream(path: Path) -> bool:
