@@ -30,12 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.procedure_speed import station_answers, station_variant
 from benchmarks.verdict import Figure, conclude
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,17 +50,8 @@ DAY_S = 86400.0
 
 def _station(source: Path, directory: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the station whose runs go to ``directory``, and the operator answers for it."""
-    sys.path.insert(0, str(REPO / "tests"))
-    try:
-        from conftest import dump_toml  # the tests' minimal TOML writer
-    finally:
-        sys.path.pop(0)
-    data = tomllib.loads(source.read_text(encoding="utf-8"))
-    data["station"]["runs_dir"] = str(directory / "runs")
-    pump = next(i for i in data["instruments"].values() if i.get("under_test"))
-    path = directory / "station.toml"
-    path.write_text(dump_toml(data), encoding="utf-8")
-    return path, {"item_serial": str(pump["serial"]), "setup": "done", "refill": "done"}
+    path = station_variant(source, directory, None)
+    return path, {**station_answers(path), "refill": "done"}
 
 
 def _child(args: list[str], env: dict[str, str]) -> tuple[int, float, float, str]:

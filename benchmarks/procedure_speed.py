@@ -53,14 +53,14 @@ TARGET_NIGHTLY_S = 10.0
 TICK_S = 10.0  # flow_accuracy reads the balance every 10 s: the runner's clock ticks
 
 
-def _answers(station_path: Path) -> dict[str, str]:
+def station_answers(station_path: Path) -> dict[str, str]:
     """Operator answers: the item under test is the station's pump (its serial must match)."""
     data = tomllib.loads(station_path.read_text(encoding="utf-8"))
     pump = next(i for i in data["instruments"].values() if i.get("under_test"))
     return {"item_serial": str(pump["serial"]), "setup": "done"}
 
 
-def _station_variant(source: Path, directory: Path, daq_options: dict[str, Any] | None) -> Path:
+def station_variant(source: Path, directory: Path, daq_options: dict[str, Any] | None) -> Path:
     """A copy of ``source`` whose runs go to ``directory`` and whose DAQ options are overridden."""
     sys.path.insert(0, str(REPO / "tests"))
     try:
@@ -83,7 +83,7 @@ def measure_runner(station_path: Path, params: dict[str, float]) -> dict[str, An
     spec = procedure.load_spec()
     values = parse_params([f"{k}={v}" for k, v in params.items()], procedure)
     station = load_station(station_path)
-    answers = _answers(station_path)
+    answers = station_answers(station_path)
     t0 = time.perf_counter()
     with Bench.open(station) as bench:
         t_open = time.perf_counter() - t0
@@ -146,7 +146,7 @@ def measure_rig_run(station_path: Path, params: dict[str, float], directory: Pat
     """`rig run flow_accuracy` as a child process, report bundle included."""
     env = {**os.environ, "RIG_AUDIT_LOG": str(directory / "audit.jsonl")}
     args = ["run", "flow_accuracy", "--station", str(station_path), "--out", str(directory / "runs"), "--plain",
-            *(a for k, v in _answers(station_path).items() for a in ("--answer", f"{k}={v}")),
+            *(a for k, v in station_answers(station_path).items() for a in ("--answer", f"{k}={v}")),
             *(a for k, v in params.items() for a in ("--param", f"{k}={v}"))]
     code, wall_s, tail = _rig(args, REPO, env)
     out = {"exit_code": code, "wall_s": round(wall_s, 3)}
@@ -175,13 +175,13 @@ def run(quick: bool = False, station: Path | None = None) -> dict[str, Any]:
                            "targets": {"runner_sim_s_per_wall_s": TARGET_RUNNER_X, "rig_run_wall_s": TARGET_RIG_RUN_S,
                                        "nightly_wall_s": TARGET_NIGHTLY_S}}
     with tempfile.TemporaryDirectory(prefix="rig-procedure-speed-") as tmp:
-        shipped = _station_variant(source, Path(tmp), None)
+        shipped = station_variant(source, Path(tmp), None)
         out["stations"]["shipped rig.toml"] = measure_runner(shipped, params)
         out["baseline_model_alone"] = measure_model_alone(shipped, params["run_min"] * 60.0)
         out["rig_run"] = measure_rig_run(shipped, params, Path(tmp))
         out["nightly"] = measure_nightly(shipped, Path(tmp))
     with tempfile.TemporaryDirectory(prefix="rig-procedure-speed-") as tmp:
-        out["stations"]["DAQ 100 Hz, 0.5 s chunks"] = measure_runner(_station_variant(source, Path(tmp), FAST_DAQ), params)
+        out["stations"]["DAQ 100 Hz, 0.5 s chunks"] = measure_runner(station_variant(source, Path(tmp), FAST_DAQ), params)
     out["misses"] = [f.name for f in figures(out, quick) if not f.passed]
     return out
 

@@ -209,6 +209,18 @@ def _figure() -> tuple[Figure, Any]:
     return fig, fig.add_subplot()
 
 
+def _error_axes(ax: Any, xlabel: str, ylabel: str, mean_label: str, mean_pct: float | None) -> None:
+    """An error plot's common parts: the mean (dashed, when measured; ``mean_label`` formats it),
+    zero, labels, grid, legend."""
+    if mean_pct is not None:
+        ax.axhline(mean_pct, color="black", linestyle="--", linewidth=1.0, label=mean_label.format(mean_pct))
+    ax.axhline(0.0, color="grey", linewidth=0.6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    _legend(ax)
+
+
 def _legend(ax: Any) -> None:
     """The legend beside the axes, never over the data (and matplotlib's "best" placement, which
     tests every candidate spot against every plotted point, cost most of a report's build time)."""
@@ -343,13 +355,8 @@ def trumpet_plot(results: dict[str, Any], salt: str) -> Plot | None:
             if all(isinstance(v, (int, float)) for v in limits):
                 ax.plot(windows, limits, color=colour, linestyle=":", linewidth=0.9)
     mean = next((m for m in measurements if "mean_error" in str(m.get("name")) and isinstance(m.get("value"), (int, float))), None)
-    if mean is not None:
-        ax.axhline(mean["value"], color="black", linestyle="--", linewidth=1.0, label=f"A = {mean['value']:.3g} %")
-    ax.axhline(0.0, color="grey", linewidth=0.6)
-    ax.set_xlabel("observation window P [min]")
-    ax.set_ylabel("flow error [%]")
-    ax.grid(True, alpha=0.3)
-    _legend(ax)
+    a_pct = None if mean is None else float(mean["value"])
+    _error_axes(ax, "observation window P [min]", "flow error [%]", "A = {:.3g} %", a_pct)
     return Plot("trumpet", "Trumpet curve",
                 "Maximum and minimum flow error Ep over observation windows P (IEC 60601-2-24); dotted: limits.",
                 to_svg(fig, f"{salt}-trumpet"))
@@ -429,13 +436,8 @@ def daily_error_figure(daily: dict[str, np.ndarray], results: dict[str, Any]) ->
         ax.axhline(bound, color="#d62728", linestyle=":", linewidth=1.0, label="worst-day limits" if i == 0 else None)
     mean = next((m for m in results.get("measurements") or [] if m.get("name") == "cycle.daily_error_mean_pct"
                  and isinstance(m.get("value"), (int, float))), None)
-    if mean is not None:
-        ax.axhline(mean["value"], color="black", linestyle="--", linewidth=1.0, label=f"mean {mean['value']:.3g} %")
-    ax.axhline(0.0, color="grey", linewidth=0.6)
-    ax.set_xlabel("day")
-    ax.set_ylabel("daily error [%]")
-    ax.grid(True, alpha=0.3)
-    _legend(ax)
+    mean_pct = None if mean is None else float(mean["value"])
+    _error_axes(ax, "day", "daily error [%]", "mean {:.3g} %", mean_pct)
     return fig
 
 
