@@ -6,7 +6,8 @@ Why: a refill interval is weeks (up to 90 days) of procedure time; its run must 
 controller's memory with the interval, must write raw data at a size a lab keeps, and its record
 must stay quick to open (issue 16, item 5). Measured, each against its target; exit 1 on a miss:
 
-* run RSS      `rig run reservoir_cycle --param interval_days=N` (N = 90, --quick 7) as a child
+* run RSS      `rig run reservoir_cycle --param interval_days=N` (N = 90, --quick 7; past 45 days
+               with reservoir_ml = 20, as the default 10 mL holds no more) as a child
                process, report bundle included: the peak resident set of the largest process of
                the run (the controller, or the simulated bench it starts; getrusage of the
                waited-for children), target < 500 MB
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.procedure_speed import station_answers, station_variant
+from procedures.reservoir_cycle import fill_ml
 from benchmarks.verdict import Figure, conclude
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,11 +73,20 @@ def _child(args: list[str], env: dict[str, str]) -> tuple[int, float, float, str
     return int(code), float(wall_s), int(rss_kb) / 1024.0, tail
 
 
+def reservoir_ml(days: int) -> float:
+    """The default 10 mL reservoir (the shipped station's syringe) holds 45 default days; longer
+    intervals get SynchroMed II's 20 mL reservoir (procedures/reservoir_cycle.py, its sources)."""
+    import procedures
+
+    defaults = dict(procedures.load("reservoir_cycle").defaults())
+    return 10.0 if fill_ml({**defaults, "interval_days": days}) <= 10.0 else 20.0
+
+
 def measure_run(station: Path, answers: dict[str, str], days: int, directory: Path) -> dict[str, Any]:
     env = {**os.environ, "RIG_AUDIT_LOG": str(directory / "audit.jsonl")}
     out_dir = directory / "runs"
     args = [sys.executable, "-m", "rig", "run", "reservoir_cycle", "--station", str(station), "--out", str(out_dir),
-            "--plain", "--param", f"interval_days={days}",
+            "--plain", "--param", f"interval_days={days}", "--param", f"reservoir_ml={reservoir_ml(days)}",
             *(a for k, v in answers.items() for a in ("--answer", f"{k}={v}"))]
     code, wall_s, rss_mb, tail = _child(args, env)
     runs = [p for p in out_dir.iterdir() if p.is_dir()] if out_dir.is_dir() else []
