@@ -46,6 +46,7 @@ from rig.safeio import UnsafeFileError, read_regular, regular_files_under
 
 DEFAULT_BUNDLE_NAME = "report"
 SIGNATURE_FILE = re.compile(r"^(\d{2})-([a-z_]+)\.dsse\.json$")
+TOKEN_FILE = re.compile(r"^(\d{2})-([a-z_]+)\.tst$")  # an RFC 3161 token over the envelope of the same name
 
 
 def generator_info() -> dict[str, Any]:
@@ -157,6 +158,7 @@ class SignatureFile:
     path: Path
     sequence: int
     role: str
+    token: Path | None = None  # NN-role.tst: the time-stamp authority's token (reports.timestamp)
 
 
 def load_manifest(bundle: Path) -> tuple[dict[str, Any], bytes]:
@@ -183,12 +185,21 @@ def signature_files(bundle: Path) -> tuple[list[SignatureFile], list[str]]:
         return found, problems
     if folder.is_symlink() or not folder.is_dir():
         return found, [f"{SIGNATURES_DIR}: not a directory"]
+    tokens: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         match = SIGNATURE_FILE.match(path.name)
+        token = TOKEN_FILE.match(path.name)
+        if token and not path.is_symlink() and path.is_file():
+            tokens[path.name.removesuffix(".tst")] = path
+            continue
         if not match or path.is_symlink() or not path.is_file():
-            problems.append(f"{SIGNATURES_DIR}/{path.name}: unexpected file (signatures are NN-role.dsse.json)")
+            problems.append(f"{SIGNATURES_DIR}/{path.name}: unexpected file (signatures are NN-role.dsse.json, "
+                            "their time-stamp tokens NN-role.tst)")
             continue
         found.append(SignatureFile(path, int(match.group(1)), match.group(2)))
+    for sig in found:
+        sig.token = tokens.pop(sig.path.name.removesuffix(".dsse.json"), None)
+    problems += [f"{SIGNATURES_DIR}/{t.name}: a time-stamp token without its signature" for t in tokens.values()]
     return found, problems
 
 

@@ -45,10 +45,10 @@ EVENT_STYLES: dict[str, tuple[str, str, str, bool]] = {
     "pump_watchdog": ("pump watchdog stop", "#8c564b", "-.", True),
     "program": ("program step", "#17becf", ":", True),
     "program_part": ("program part done", "#17becf", "-.", True),
-    "evaporation_blank": ("evaporation blank", "#7f7f7f", ":", False),
-    "fill": ("reservoir full", "#1f77b4", ":", False),
-    "low_reservoir": ("low-reservoir alarm", "#ff7f0e", "-.", True),
-    "refill": ("refill", "#2ca02c", "-.", True),
+    "fill": ("reservoir filled", "#2ca02c", ":", True),
+    "evaporation_blank": ("evaporation blank", "#7f7f7f", ":", True),
+    "low_reservoir": ("low-reservoir alarm", "#e377c2", "--", True),
+    "refill": ("refill", "#2ca02c", "-", True),
 }
 UNKNOWN_EVENT_STYLE = ("other event", "#000000", ":", True)
 _SVG_STRIP = (

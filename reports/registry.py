@@ -164,9 +164,19 @@ class Registry:
         self.pinned = tuple(pinned)
         self.format = format
         self.admin_signer: Any = None  # an unlocked administrator key kept in memory (tests, demo tools)
+        # the station's time-stamp authority (reports.timestamp), set with the pins by whoever loads
+        # the station: signing asks it for tokens, verify checks them against its certificate
+        self.time_stamp_authority: Any = None
 
     @classmethod
-    def load(cls, path: Path, *, create: bool = False, pinned: tuple[str, ...] | list[str] = ()) -> "Registry":
+    def load(cls, path: Path, *, create: bool = False, pinned: tuple[str, ...] | list[str] = (),
+             time_stamp_authority: Any = None) -> "Registry":
+        registry = cls._load(path, create=create, pinned=pinned)
+        registry.time_stamp_authority = time_stamp_authority
+        return registry
+
+    @classmethod
+    def _load(cls, path: Path, *, create: bool, pinned: tuple[str, ...] | list[str]) -> "Registry":
         path = Path(path)
         if not path.is_file():
             if create:

@@ -9,8 +9,9 @@ PASS for a result that is not one. A record without ``run_finished`` is INCOMPLE
 
 Validity conditions: the outcome says what was measured; the conditions say whether the measurement
 can be relied on. Equipment out of calibration (or of unknown status) at the run date, a serial
-number that differs from what the instrument reports on a hardware station, or a record whose last
-line is torn each add one condition, and any condition makes the report NOT VALID FOR RELEASE
+number that differs from what the instrument reports on a hardware station, lab conditions outside
+the station's stated limits or drifting during the run (when recorded: reports.environment), or a
+record whose last line is torn each add one condition, and any condition makes the report NOT VALID FOR RELEASE
 whatever the outcome. A run on the simulated bench or a virtual clock is marked ``simulated``
 everywhere; it is never a measurement of real hardware.
 """
@@ -21,6 +22,7 @@ import datetime as _dt
 import math
 from typing import Any
 
+from reports import environment
 from rig.record import INCOMPLETE, RunRecord
 
 RESULTS_SCHEMA = "rig.results/1"
@@ -150,6 +152,7 @@ def validity_conditions(record: RunRecord, rows: list[dict[str, Any]], station: 
             if row["serial_mismatch"]:
                 conditions.append(f"{row['name']} serial mismatch: station file says {row['serial']}, "
                                   f"instrument reports {row.get('reported_serial')}")
+    conditions += environment.conditions(record.of_type("environment"))
     if record.truncated_tail:
         conditions.append("run record truncated: its last line is torn")
     return conditions
@@ -233,5 +236,8 @@ def build_results(record: RunRecord, *, report_id: str, record_sha256: str) -> d
         ],
         "safe_state": [
             {k: v for k, v in e.items() if k != "type"} for e in record.of_type("safe_state")
+        ],
+        "environment": [
+            {k: v for k, v in e.items() if k != "type"} for e in record.of_type("environment")
         ],
     }

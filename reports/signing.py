@@ -20,7 +20,8 @@ from reports.html import with_signature_block
 from reports.keys import SigningKey
 from reports.manifest import MAX_HTML_BYTES, MAX_RESULTS_BYTES, REPORT_HTML, SIGNATURES_DIR
 from reports.registry import ROLES, Registry, format_utc, parse_utc
-from reports.verify import STATEMENT_KIND, chain_hash, verify_bundle
+from reports.timestamp import TimeStampAuthority, TimeStampError, gen_time, request_token, token_path
+from reports.verify import MAX_CLOCK_SKEW, STATEMENT_KIND, chain_hash, verify_bundle
 from rig.errors import UsageError
 from rig.safeio import read_regular, replace_atomically, write_new
 
@@ -38,12 +39,16 @@ def clock_problem(existing: list[dict[str, Any]], signed_at: str) -> str | None:
 
 
 def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *, meaning: str | None = None,
-                now: _dt.datetime | None = None, audit_log: Path | None = None) -> Path:
-    """Add a signature by ``key`` in ``role``; return the new envelope file."""
+                now: _dt.datetime | None = None, audit_log: Path | None = None,
+                tsa: TimeStampAuthority | None = None) -> Path:
+    """Add a signature by ``key`` in ``role``; return the new envelope file. With ``tsa`` (the
+    station names a time-stamp authority; default the registry's) the envelope gets an RFC 3161 token beside it
+    (``NN-role.tst``); no token, no signature."""
     bundle = require_bundle_dir(bundle)
     if role not in ROLES:
         raise UsageError(f"role {role!r} is not one of {', '.join(ROLES)}")
-    check = verify_bundle(bundle, registry, allow_unsigned=True)
+    tsa = tsa if tsa is not None else registry.time_stamp_authority
+    check = verify_bundle(bundle, registry, allow_unsigned=True, tsa=tsa)
     if not check.ok:
         raise SigningRefused("bundle does not verify, refusing to sign:\n  - " + "\n  - ".join(check.reasons()))
     manifest, manifest_bytes = load_manifest(bundle)
@@ -83,6 +88,8 @@ def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *,
         "prior_signatures_sha256": chain_hash([(bundle / SIGNATURES_DIR / s.file).read_bytes() for s in check.signatures]),
         "audit_anchor": anchor,
     }
+    if tsa is not None:
+        statement["time_stamp_authority"] = tsa.fingerprint
     problems.append(clock_problem(existing, signed_at))
     problems += roles.order_problems(existing + [statement])[-1]
     problems.append(roles.operator_problem(statement, check.operator))
@@ -93,13 +100,15 @@ def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *,
     folder.mkdir(exist_ok=True)
     path = folder / f"{statement['sequence']:02d}-{role}.dsse.json"
     envelope = sign_envelope(canonical_json(statement), key.private_key, key.key_id)  # Ed25519: deterministic
+    token = _time_stamp(tsa, envelope, signed_at, entry) if tsa is not None else None
+    stamp = {"tst_sha256": sha256_hex(token), "tsa": tsa.fingerprint} if token is not None and tsa else {}
     # The audit entry first: a signature that is not in the log must never exist. If the envelope
     # or the page cannot be written, the entry is rolled back and the bundle left as it was.
     try:
         logged = audit.append_event(
             log, "signature", report_id=statement["report_id"], manifest_sha256=statement["manifest_sha256"],
             role=role, signer_id=key.signer_id, key_id=key.key_id, verdict=verdict, signed_at=signed_at,
-            envelope_sha256=sha256_hex(envelope), bundle=str(bundle.resolve()))
+            envelope_sha256=sha256_hex(envelope), bundle=str(bundle.resolve()), **stamp)
     except (OSError, ValueError) as exc:
         raise SigningRefused(f"the signature cannot be logged in {log}, nothing was signed: "
                              f"{getattr(exc, 'strerror', None) or exc}") from None
@@ -111,14 +120,36 @@ def sign_bundle(bundle: Path, key: SigningKey, role: str, registry: Registry, *,
         except FileExistsError:
             raise SigningRefused(f"{path.name} appeared meanwhile (someone else signed); sign again") from None
         try:
+            if token is not None:
+                write_new(token_path(path), token)
             replace_atomically(page, with_signature_block(html, existing + [statement]))
         except BaseException:
             path.unlink(missing_ok=True)
+            if token is not None:
+                token_path(path).unlink(missing_ok=True)
             raise
     except BaseException:
         audit.rollback(log, logged)
         raise
     return path
+
+
+def _time_stamp(tsa: TimeStampAuthority, envelope: bytes, signed_at: str, entry: Any) -> bytes:
+    """The TSA's token over ``envelope``, refused (nothing written yet) when the TSA cannot be
+    reached or its time disagrees with ours by more than verify allows, or the key is not valid
+    at the TSA's time: verify would reject such a signature."""
+    try:
+        token = request_token(tsa, envelope)
+    except TimeStampError as exc:
+        raise SigningRefused(f"{exc}; nothing was signed (the station requires a time stamp on every signature)") from None
+    gen = gen_time(token)
+    if abs(gen - parse_utc(signed_at, "signed_at")) > MAX_CLOCK_SKEW:
+        raise SigningRefused(f"this computer's clock ({signed_at}) differs from the time-stamp authority's "
+                             f"({format_utc(gen)}) by more than {MAX_CLOCK_SKEW}; set the clock, nothing was signed")
+    problem = entry.problem_at(gen) if entry is not None else None
+    if problem:
+        raise SigningRefused(f"at the time-stamp authority's time {format_utc(gen)}: {problem}; nothing was signed")
+    return token
 
 
 def _run_end(bundle: Path) -> _dt.datetime | None:

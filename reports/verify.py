@@ -40,6 +40,8 @@ from reports.manifest import (
     list_payload,
 )
 from reports.registry import Registry, format_utc, parse_utc
+from reports.timestamp import MAX_REPLY_BYTES as MAX_TOKEN_BYTES
+from reports.timestamp import TimeStampAuthority, TimeStampError, check_token
 from rig.safeio import read_regular
 
 STATEMENT_FIELDS = frozenset({
@@ -49,10 +51,15 @@ STATEMENT_FIELDS = frozenset({
 STATEMENT_KIND = "rig.report-signature/1"
 # Since issue 18 every statement carries the audit head at signing; older ones verify without it.
 ANCHORED_FIELDS = STATEMENT_FIELDS | {"audit_anchor"}
+# A statement signed at a station that names a time-stamp authority says which one (its certificate's
+# fingerprint): its token is then required, so removing the token cannot turn it into a signer's claim.
+TSA_FIELDS = ANCHORED_FIELDS | {"time_stamp_authority"}
 # How far a signature's signed_at may be ahead of the verifier's clock (clock skew between PCs).
 MAX_CLOCK_SKEW = _dt.timedelta(minutes=5)
 SIGNER_CLAIM_NOTE = ("signing times are the signers' own claim (no time-stamp authority); they are bounded "
                      "below by the run's end and above by the time of verification")
+TSA_NOTE = ("signing times are attested by the time-stamp authority {name} (RFC 3161 tokens, genTime); key "
+            "validity and the run's end are judged at genTime")
 
 
 def chain_hash(envelopes: list[bytes]) -> str:
@@ -67,6 +74,7 @@ class SignatureCheck:
     role: str
     statement: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    time_stamped_at: str | None = None  # the token's genTime, once the token checked out
 
     @property
     def ok(self) -> bool:
@@ -203,7 +211,7 @@ def _check_statement(
 ) -> Any:
     """Problems of one signature; returns its signed_at (datetime) for the ordering check."""
     p = sig.problems
-    if not isinstance(statement, dict) or set(statement) not in (STATEMENT_FIELDS, ANCHORED_FIELDS) \
+    if not isinstance(statement, dict) or set(statement) not in (STATEMENT_FIELDS, ANCHORED_FIELDS, TSA_FIELDS) \
             or statement.get("statement") != STATEMENT_KIND:
         p.append("payload is not a rig signature statement")
         return None
@@ -263,12 +271,65 @@ def _check_statement(
     return signed_at
 
 
+def _check_time_stamp(sig: SignatureCheck, token_file: Path | None, envelope: bytes,
+                      tsa: TimeStampAuthority | None, registry: Registry, run_end: _dt.datetime | None) -> None:
+    """The RFC 3161 token of a signature whose statement names a time-stamp authority: required,
+    from the configured TSA, over this envelope; its genTime is the trusted signing time, so a
+    ``signed_at`` it contradicts is backdated and key validity and the run's end are judged at it."""
+    declared, p = sig.statement.get("time_stamp_authority"), sig.problems
+    if declared is None:
+        if token_file is not None:
+            p.append(f"{token_file.name}: a time-stamp token, but the signed statement names no time-stamp authority")
+        elif tsa is not None and run_end is not None and run_end >= tsa.certificate.not_valid_before_utc:
+            # a signer who leaves the TSA out to date the signature at will: the station's TSA was
+            # in service when this run ended, so a signature over it must carry its token
+            p.append(f"no time-stamp token, but the station's time-stamp authority ({tsa.name}) was in service "
+                     f"when the run ended ({format_utc(run_end)}): its signatures must be time-stamped")
+        return
+    if token_file is None:
+        p.append(f"the statement says it was time-stamped by {declared}, but its token "
+                 f"{sig.file.removesuffix('.dsse.json')}.tst is missing (removed?)")
+        return
+    if tsa is None:
+        p.append(f"time-stamped by {declared}, but no TSA certificate is configured to check the token "
+                 "(the station's [signing] tsa_certificate, or --tsa-certificate FILE)")
+        return
+    if declared != tsa.fingerprint:
+        p.append(f"time-stamped by another authority ({declared}) than the configured TSA ({tsa.fingerprint})")
+        return
+    try:
+        gen = check_token(read_regular(token_file, max_bytes=MAX_TOKEN_BYTES, what=token_file.name), envelope, tsa)
+        signed_at = parse_utc(sig.statement.get("signed_at"), "signed_at")
+    except (OSError, TimeStampError, ValueError) as exc:
+        p.append(f"time-stamp token {token_file.name}: {getattr(exc, 'strerror', None) or exc}")
+        return
+    sig.time_stamped_at = format_utc(gen)
+    if signed_at < gen - MAX_CLOCK_SKEW:
+        p.append(f"signed_at {sig.statement['signed_at']} is contradicted by the time-stamp token: the TSA first saw "
+                 f"this signature at {sig.time_stamped_at}: backdated")
+    elif signed_at > gen + MAX_CLOCK_SKEW:
+        p.append(f"signed_at {sig.statement['signed_at']} is after the time-stamp token's genTime {sig.time_stamped_at}: "
+                 "a signature cannot postdate its own time stamp")
+    if run_end is not None and gen < run_end:
+        p.append(f"time-stamped at {sig.time_stamped_at}, before the run it signs ended ({format_utc(run_end)})")
+    entry = registry.find(str(sig.statement.get("key_id")))
+    if entry is not None:
+        for problem in (entry.problem_at(gen), registry.entry_problem(entry, gen)):
+            if problem and problem not in p:  # already found at signed_at
+                p.append(f"at the time stamp ({sig.time_stamped_at}): {problem}")
+
+
 def verify_bundle(bundle: Path, registry: Registry | None, *, allow_unsigned: bool = False,
-                  workers: int | None = None, require_hardware: bool = False) -> BundleCheck:
+                  workers: int | None = None, require_hardware: bool = False,
+                  tsa: TimeStampAuthority | None = None) -> BundleCheck:
     """Check a bundle completely; never raises for a bad bundle, only collects reasons.
-    ``require_hardware``: a bundle from a simulated bench or virtual clock is invalid."""
+    ``require_hardware``: a bundle from a simulated bench or virtual clock is invalid. ``tsa``:
+    the time-stamp authority whose certificate checks signature tokens (default: the registry's, i.e.
+    the station's)."""
     start = time.perf_counter()
     verified_at = _dt.datetime.now(_dt.timezone.utc)
+    if tsa is None and registry is not None:
+        tsa = registry.time_stamp_authority
     bundle = Path(bundle)
     check = BundleCheck(bundle, allow_unsigned=allow_unsigned)
     try:
@@ -315,6 +376,8 @@ def verify_bundle(bundle: Path, registry: Registry | None, *, allow_unsigned: bo
                     registry=registry, key_id=key_id, payload_type=payload_type, payload=payload,
                     signature=signature, previous_at=previous_at, run_end=check.run_end,
                     verified_at=verified_at) or previous_at
+                if sig.statement:
+                    _check_time_stamp(sig, sig_file.token, data, tsa, registry, check.run_end)
         prior.append(data)
     for sig, order_problems in zip(check.signatures, roles.order_problems([s.statement for s in check.signatures])):
         sig.problems += order_problems
@@ -326,7 +389,12 @@ def verify_bundle(bundle: Path, registry: Registry | None, *, allow_unsigned: bo
         check.problems += registry.trust_problems()
     _check_html_block(bundle, check)
     if check.signatures:
-        check.notes.append(SIGNER_CLAIM_NOTE)
+        stamped = [s for s in check.signatures if s.time_stamped_at]
+        if stamped and tsa is not None:
+            check.notes.append(TSA_NOTE.format(name=tsa.name))
+        if len(stamped) < len(check.signatures):
+            check.notes.append(SIGNER_CLAIM_NOTE if not stamped else
+                               "signatures without a time-stamp token: " + SIGNER_CLAIM_NOTE)
         if not all("audit_anchor" in s.statement for s in check.signatures if s.statement):
             check.notes.append("signatures made before audit anchoring carry no audit head: `rig audit verify "
                                "--bundle` cannot check them against the log")

@@ -55,10 +55,10 @@ EVENT_KINDS: dict[str, str] = {
     "error": "something went wrong that the outcome reports (e.g. a background reader failed)",
     "program": "a programmed rate change of a multi-step infusion",
     "program_part": "one part of a programmed infusion finished",
-    "evaporation_blank": "the evaporation rate of the open weighing vessel, measured with the pump stopped",
-    "fill": "the reservoir is full: the volume it holds for the refill interval",
-    "low_reservoir": "the low-reservoir alarm (from the pump's delivery count)",
-    "refill": "the reservoir was refilled: the volume that left it, by weight",
+    "fill": "the reservoir was filled at the start of a refill interval (reservoir_cycle)",
+    "evaporation_blank": "the weighing vessel's evaporation rate was measured with the pump stopped",
+    "low_reservoir": "the pump's low-reservoir alarm (from its dispensed-volume count)",
+    "refill": "the reservoir was refilled (operator step or automated)",
 }
 INCOMPLETE = "INCOMPLETE"
 MAX_RECORD_BYTES = 1 << 30  # a record is events, not raw data (that is in raw/): 1 GiB is far beyond any run

@@ -106,7 +106,7 @@ def write(tmp_path: Path, text: str, name: str = "station.toml") -> Path:
 # (id, base, edits, key path, gist of the message as a regex, exactly one problem?)
 BAD = [
     ("unknown-section", HARDWARE, [("[fluid]", "[extras]\nx = 1\n\n[fluid]")],
-     "extras", r"unknown key .*allowed keys: detection, fluid, history, instruments, operators, safety, service, signing, sim, station", True),
+     "extras", r"unknown key .*allowed keys: detection, environment, fluid, history, instruments, operators, safety, service, signing, sim, station", True),
     ("unknown-station-key", HARDWARE, [('clock = "real"', 'clock = "real"\ncolour = "red"')],
      "station.colour", r'unknown key \(value "red"\); allowed keys: audit_log, calibration_policy, clock', True),
     ("option-typo", HARDWARE, [("syringe_diameter_mm", "syringe_diamter_mm")],

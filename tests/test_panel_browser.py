@@ -119,7 +119,8 @@ def test_login_form_errors_dialog_live_plot_report_and_signature(page: object, l
 
     page.get_by_test_id("run-link").click()
     page.wait_for_url("**/runs/*")
-    expect(page.get_by_test_id("answered-by").first).to_have_text("olivia")
+    # the item entries came with the form: answered by the run's operator identity (her printed name)
+    expect(page.get_by_test_id("answered-by").first).to_have_text("Olivia")
     report_href = page.get_by_test_id("report-link").get_attribute("href")
     report = page.context.new_page()
     response = report.goto(report_href)

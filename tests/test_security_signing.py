@@ -66,7 +66,7 @@ def set_created_at(bundle: Path, created_at: str) -> None:
     (bundle / "manifest.json").write_bytes(canonical_json(manifest))
 
 
-def forge(bundle: Path, key, *, signed_at: str, anchor: dict | None = None) -> bytes:
+def forge(bundle: Path, key, *, signed_at: str, anchor: dict | None = None, extra: dict | None = None) -> bytes:
     """The attacker's small script: a statement with any signed_at, signed with a revoked key."""
     manifest, manifest_bytes = load_manifest(bundle)
     statement = {
@@ -79,6 +79,7 @@ def forge(bundle: Path, key, *, signed_at: str, anchor: dict | None = None) -> b
     }
     if anchor is not None:
         statement["audit_anchor"] = anchor
+    statement.update(extra or {})  # e.g. time_stamp_authority (tests/test_security_timestamp.py)
     envelope = sign_envelope(canonical_json(statement), key.private_key, key.key_id)
     (bundle / "signatures").mkdir(exist_ok=True)
     (bundle / "signatures" / "01-performed_by.dsse.json").write_bytes(envelope)

@@ -45,7 +45,7 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 
 def test_a_valid_suite_loads_with_defaults_and_values(tmp_path: Path) -> None:
     suite = load_suite(write(tmp_path, GOOD))
-    assert (suite.name, suite.budget_s, suite.operator) == ("nightly", 1200.0, "nightly")
+    assert (suite.name, suite.budget_s, suite.operator) == ("nightly", 1200.0, None)  # checked at the station
     first, second = suite.entries
     assert (first.label, second.label) == ("delivery_check", "delivery_check_slow")
     assert first.params.values["duration_min"] == 6.0 and first.params.values["sample_interval_s"] == 30.0

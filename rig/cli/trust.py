@@ -19,6 +19,7 @@ from reports.registry import ENV_VAR as REGISTRY_ENV
 from reports.registry import Registry
 from rig.errors import UsageError
 from rig.station.config import STATION_ENV, load_station
+from rig.station.model import station_tsa
 
 
 def add_options(parser: argparse.ArgumentParser, *, registry: bool = True, audit_log: bool = True) -> None:
@@ -71,7 +72,8 @@ def load_registry(args: argparse.Namespace, *, required: bool = True, create: bo
         return None
     if not required and not create and not path.is_file():
         return None
-    return Registry.load(path, create=create, pinned=pins(args, station))
+    return Registry.load(path, create=create, pinned=pins(args, station),
+                         time_stamp_authority=station_tsa(station))
 
 
 def audit_path(args: argparse.Namespace, *, near: Path | None = None) -> Path:

@@ -48,6 +48,7 @@ from rig.engine.step_context import RunServices, RunStepContext
 from rig.errors import UsageError
 from rig.identity import software_identity
 from rig.record import utc_now
+from rig.station import environment
 from rig.station.bench import describe_error
 
 
@@ -248,6 +249,7 @@ class Runner:
         )
         if audit_problem:
             log.event("warning", audit_problem)
+        self._environment(log, "start")
         for answer in self.pre_answers:
             log.append("operator_entry", **answer.event_fields())
         for name, inst in snapshot.get("instruments", {}).items():
@@ -336,6 +338,7 @@ class Runner:
             outcome = (ERROR, f"safe state NOT confirmed: {failure} (before that the run ended "
                               f"{outcome[0]}: {outcome[1]})")
         log.close_raw()
+        _try(lambda: self._environment(log, "end"))
         _try(lambda: log.append("run_finished", outcome=outcome[0], reason=outcome[1],
                                 t_utc=utc_now(), t_proc_s=log.safe_now(),
                                 wall_s=round(log.wall_elapsed_s(), 3),
@@ -345,6 +348,13 @@ class Runner:
                                  record_sha256=hashlib.sha256(log.path.read_bytes()).hexdigest()))
         _try(lambda: self.display.finish(outcome[0], outcome[1]))
         return confirmed, outcome
+
+    def _environment(self, log: RunLog, when: str) -> None:
+        """The lab's conditions now, when the station states them (rig.station.environment)."""
+        station = getattr(self.bench, "station", None)
+        reading = environment.read((getattr(station, "sections", None) or {}).get("environment"), when)
+        if reading is not None:
+            log.append("environment", **reading)
 
     def _audit_path(self) -> Path:
         return audit.resolve_log_path(self.audit_log, near=self.run_dir.parent)

@@ -109,6 +109,23 @@ class StationSigner:
         return sign_bundle(bundle, self.key, SIGNING_ROLE, self.registry, audit_log=audit_log)
 
 
+UNATTENDED = "nightly (unattended)"  # the operator of an unsigned nightly at a station naming no operators
+
+
+def nightly_operator(suite: Suite, station: Any, signer: StationSigner | None) -> Suite:
+    """``suite`` with its recorded operator checked as `rig run --operator` is (rig.station.operators):
+    the suite's ``operator``, else the station key's printed name (who signs the bundles), else
+    "nightly (unattended)"; one of the station's known operators when it names any. UsageError
+    (exit 2, before anything runs) otherwise."""
+    import dataclasses
+
+    from rig.station.operators import operator_identity
+
+    default = signer.key.printed_name if signer is not None else UNATTENDED
+    name = operator_identity(suite.operator, station, default=default, field=f"suite {suite.name}: operator")
+    return dataclasses.replace(suite, operator=name)
+
+
 def load_station_signer(key_path: str | None, registry_path: str | None,
                         passphrase_env: str = PASSPHRASE_ENV, station: Any = None) -> StationSigner:
     """Decrypt the station key (path from --key or $RIG_STATION_KEY, passphrase from the
@@ -118,6 +135,7 @@ def load_station_signer(key_path: str | None, registry_path: str | None,
 
     from reports.keys import load_key_file
     from reports.registry import Registry, default_registry_path
+    from rig.station.model import station_tsa
 
     path_text = key_path or os.environ.get(KEY_ENV, "").strip()
     if not path_text:
@@ -131,7 +149,8 @@ def load_station_signer(key_path: str | None, registry_path: str | None,
     path = Path(path_text).expanduser()
     key = load_key_file(path, passphrase)
     registry = Registry.load(Path(registry_path) if registry_path else default_registry_path(
-        getattr(station, "key_registry", None)), pinned=tuple(getattr(station, "admin_keys", ()) or ()))
+        getattr(station, "key_registry", None)), pinned=tuple(getattr(station, "admin_keys", ()) or ()),
+        time_stamp_authority=station_tsa(station))
     for trouble in registry.trust_problems():
         raise UsageError(f"station key {key.signer_id}: {trouble}")
     entry = registry.find(key.key_id)
@@ -426,7 +445,7 @@ class NightlyRunner:
         procedure = entry.procedure
         base = EntryResult(entry.label, procedure.id, procedure.version, ERROR, "", started_utc=utc_now())
         via = f"suite file {self.suite.path.name}"
-        operator = Operator(self.suite.operator, entry.answers, answers_via={k: via for k in entry.answers},
+        operator = Operator(self.suite.operator or UNATTENDED, entry.answers, answers_via={k: via for k in entry.answers},
                             interactive=False, abort_requested=flag.reason)
         try:
             operator.preflight(procedure.operator_steps(), procedure.id)

@@ -12,7 +12,8 @@ Format (TOML)::
     [suite]
     name = "nightly"            # shown in logs, JUnit and the summary
     budget_min = 60             # wall-clock budget for the whole suite
-    operator = "nightly"        # recorded as who answered the operator steps
+    operator = "A. Tech"        # the recorded operator: a known operator of the station (default:
+                                # the station key's printed name; rig.station.operators)
 
     [[run]]
     procedure = "delivery_check"
@@ -48,7 +49,7 @@ _SUITE: dict[str, Key] = {
     "name": Key("str", required=True, check=lambda v: None if _LABEL.fullmatch(v) else (
         f"{show(v)} is not a valid suite name; use letters, digits, '.', '_' or '-' (it names the JUnit suite)")),
     "budget_min": Key("number", required=True, low=0.05, high=MAX_BUDGET_MIN, unit="min"),
-    "operator": Key("str", default="nightly"),
+    "operator": Key("str"),  # checked against the station by rig.fleet.nightly.nightly_operator
     "description": Key("str", default=""),
 }
 _RUN: dict[str, Key] = {
@@ -77,7 +78,7 @@ class Suite:
     path: Path
     name: str
     budget_s: float
-    operator: str
+    operator: str | None  # None: the station key's printed name (rig.fleet.nightly.nightly_operator)
     description: str
     entries: tuple[SuiteEntry, ...]
 
@@ -141,7 +142,7 @@ def _validate(raw: dict[str, Any], path: Path, source: str) -> Suite:
     if problems.items:
         raise ConfigError(problems.items, source=source)
     return Suite(path=path, name=suite["name"], budget_s=float(suite["budget_min"]) * 60.0,
-                 operator=suite["operator"], description=suite["description"], entries=tuple(entries))
+                 operator=suite.get("operator"), description=suite["description"], entries=tuple(entries))
 
 
 def _entry(index: int, table: Any, problems: Problems) -> SuiteEntry | None:

@@ -92,11 +92,12 @@ class Trust:
 
     registry_path: Path
     pinned: tuple[str, ...] = ()
+    tsa: Any = None  # the station's time-stamp authority (reports.timestamp), None = none
 
 
 def registry_of(trust: Trust) -> Registry | None:
     try:
-        return Registry.load(trust.registry_path, pinned=trust.pinned)
+        return Registry.load(trust.registry_path, pinned=trust.pinned, time_stamp_authority=trust.tsa)
     except (RigError, OSError, ValueError):
         return None
 
@@ -149,7 +150,7 @@ def sign(run_dir: Path, bundle_name: str, role: str, key_path: str, passphrase: 
     path = Path(key_path).expanduser()
     if not path.is_file():
         raise UsageError(f"signing key {path} does not exist")
-    registry = Registry.load(trust.registry_path, pinned=trust.pinned)
+    registry = Registry.load(trust.registry_path, pinned=trust.pinned, time_stamp_authority=trust.tsa)
     key = load_key_file(path, passphrase)
     return sign_bundle(bundle, key, role, registry, audit_log=audit_log)
 

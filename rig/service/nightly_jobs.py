@@ -16,7 +16,7 @@ from typing import Any
 
 from rig.errors import RigError, UsageError
 from rig.fleet.history import open_history, redact, station_url
-from rig.fleet.nightly import NightlyRunner, load_station_signer, new_nightly_id
+from rig.fleet.nightly import NightlyRunner, load_station_signer, new_nightly_id, nightly_operator
 from rig.fleet.suite import default_suite_path, load_suite
 from rig.service.jobs import Job
 
@@ -37,6 +37,7 @@ def submit_nightly(service: Any, name: str | None, unsigned: bool, user: str) ->
     path = suite_path(station, name)
     suite = load_suite(path)
     signer = None if unsigned else load_station_signer(None, str(service.trust.registry_path), station=station)
+    suite = nightly_operator(suite, station, signer)
 
     def make_runner(job: Job, stream: io.TextIOBase) -> NightlyRunner:
         nightly_id = new_nightly_id(suite.name)

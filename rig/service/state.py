@@ -65,7 +65,8 @@ class Service:
     def trust(self) -> Trust:
         """The key registry and its pinned administrators, as `rig report verify` reads them from the
         station file (``--registry`` overrides the path; the pins always come from the station)."""
-        return Trust(self.registry_path or self.station.key_registry, tuple(self.station.admin_keys))
+        return Trust(self.registry_path or self.station.key_registry, tuple(self.station.admin_keys),
+                     self.station.time_stamp_authority())
 
     @property
     def auth_required(self) -> bool:

@@ -25,6 +25,7 @@ from instruments.sim.emulators import sim_options
 from rig.analysis.detection import SETTINGS as DETECTION_SETTINGS
 from rig.errors import ConfigError
 from rig.settings import NAME, Key, Problems, join, show
+from rig.station import environment
 from rig.station.history_url import resolve_url, url_problem
 from rig.station.model import (
     FluidConfig,
@@ -118,6 +119,7 @@ _TOP: dict[str, Key] = {
     "signing": Key("table"),
     "operators": Key("table"),
     "service": Key("table"),
+    "environment": Key("table"),  # the lab's stated conditions (rig.station.environment)
 }
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*")
@@ -146,6 +148,12 @@ _SIGNING: dict[str, Key] = {
         isinstance(x, str) and _ADMIN_KEY_ID.fullmatch(x) for x in v) else (
         "expected a list of key ids such as \"ed25519:0123456789abcdef0123456789abcdef\" "
         "(printed by `rig keys init-admin`)")),
+    # an RFC 3161 time-stamp authority (reports.timestamp): signatures get a trusted time
+    "tsa_url": Key("str", check=lambda v: None if re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", v) else (
+        f"{show(v)} is not a time-stamp authority URL; expected http://host[:port]/path or https://…")),
+    "tsa_certificate": Key("str", check=lambda v: None if v.strip() else "is empty; give the TSA's certificate "
+                           "file (PEM or DER)"),
+    "tsa_timeout_s": Key("number", default=10.0, low=0.5, high=120.0, unit="s"),
 }
 _OPERATORS: dict[str, Key] = {
     "names": Key("list", check=lambda v: None if all(isinstance(x, str) and x.strip() for x in v) else (
@@ -185,6 +193,8 @@ def _history_url_problem(url: str) -> str | None:
 # [history]: where runs and measurements are filed (rig.fleet.history); default sqlite:///<runs_dir>/history.sqlite3
 _HISTORY: dict[str, Key] = {
     "url": Key("str", check=_history_url_problem),
+    # copy every audit entry into the history's append-only audit_mirror table (rig.fleet.history_audit)
+    "audit_mirror": Key("bool", default=False),
 }
 
 # [service]: `rig serve` (the bench service and operator panel); paths relative to this file.
@@ -261,6 +271,10 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
     if "detection" in top:
         problems.table(top["detection"], "detection", DETECTION_SETTINGS)  # the detectors' own schema
         sections["detection"] = top["detection"]
+    if "environment" in top:
+        lab = environment.validate(top["environment"], problems, path.parent)
+        if lab is not None:
+            sections["environment"] = lab
     history = problems.table(top["history"], "history", _HISTORY) if "history" in top else {}
     signing = problems.table(top["signing"], "signing", _SIGNING) if "signing" in top else {}
     operators = problems.table(top["operators"], "operators", _OPERATORS) if "operators" in top else {}
@@ -268,6 +282,7 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
     if len(under_test) > 1:
         problems.add("instruments", f"{', '.join(under_test)} are all marked under_test = true; "
                      "a station verifies one item at a time")
+    _tsa_problems(signing, path.parent, problems)
     service = problems.table(top["service"], "service", _SERVICE) if "service" in top else {}
     if ("tls_certificate" in service) != ("tls_key" in service):
         problems.add("service.tls_key" if "tls_certificate" in service else "service.tls_certificate",
@@ -278,6 +293,8 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
     base = path.parent
     if "url" in history:
         sections["history"] = {"url": resolve_url(history["url"], base)}  # relative = next to this file
+    if history.get("audit_mirror"):
+        sections.setdefault("history", {})["audit_mirror"] = True
     if service:
         sections["service"] = {k: (_resolve(base, v) if k != "port" else v) for k, v in service.items()}
     attach = sim.get("attach")
@@ -294,6 +311,9 @@ def _validate(raw: dict[str, Any], path: Path) -> Station:
         audit_log=_resolve(base, st["audit_log"]) if "audit_log" in st else runs_dir / "audit.jsonl",
         key_registry=_resolve(base, st.get("key_registry", "keys/registry.json")),
         admin_keys=tuple(signing.get("admin_keys", ())),
+        tsa_url=signing.get("tsa_url"),
+        tsa_certificate=_resolve(base, signing["tsa_certificate"]) if "tsa_certificate" in signing else None,
+        tsa_timeout_s=float(signing.get("tsa_timeout_s", 10.0)),
         operators=tuple(n.strip() for n in operators.get("names", ())),
         sim=SimConfig(attach=_resolve(base, attach) if attach else None, seed=sim["seed"],
                       drift={k: float(sim[k]) for k in SIM_DRIFT_KEYS if k in sim}),
@@ -400,6 +420,31 @@ def _grpc_tls(server: str, table: Any, path: str, base: Path, problems: Problems
         problems.add(path, problem)
         return None
     return {k: (str(_resolve(base, v)) if k.endswith("_file") else str(v)) for k, v in table.items()}
+
+
+def _tsa_problems(signing: dict[str, Any], base: Path, problems: Problems) -> None:
+    """A TSA needs both its URL and its certificate, and the certificate must be one for time-stamping:
+    a token is only as good as the certificate verify checks it against."""
+    from reports.timestamp import certificate_problem, load_certificate
+
+    if ("tsa_url" in signing) != ("tsa_certificate" in signing):
+        missing = "tsa_certificate" if "tsa_url" in signing else "tsa_url"
+        problems.add(f"signing.{missing}", "is missing: a time-stamp authority needs both signing.tsa_url and "
+                     "signing.tsa_certificate (the certificate its tokens are signed with)")
+        signing.pop("tsa_url", None)
+        signing.pop("tsa_certificate", None)
+        return
+    if "tsa_certificate" not in signing:
+        return
+    cert_path = _resolve(base, signing["tsa_certificate"])
+    try:
+        problem = certificate_problem(load_certificate(cert_path))
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc})"
+    except ValueError as exc:
+        problem = f"is not an X.509 certificate (PEM or DER): {str(exc).rpartition(': ')[2]}"
+    if problem:
+        problems.add("signing.tsa_certificate", f"{show(signing['tsa_certificate'])} ({cert_path}) {problem}")
 
 
 def _driver_mismatch(driver: str, kind: str) -> str:

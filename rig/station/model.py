@@ -69,9 +69,27 @@ class Station:
     audit_log: Path = Path("audit.jsonl")  # absolute: the station's one audit trail
     key_registry: Path = Path("keys/registry.json")  # absolute
     admin_keys: tuple[str, ...] = ()  # pinned root of trust for the key registry
+    tsa_url: str | None = None  # RFC 3161 time-stamp authority ([signing] tsa_url), None = none
+    tsa_certificate: Path | None = None  # absolute: the certificate its tokens must be signed with
+    tsa_timeout_s: float = 10.0
     operators: tuple[str, ...] = ()  # printed names allowed to operate (besides registry signers)
     raw: dict[str, Any] = field(default_factory=dict)  # the parsed TOML, for the run snapshot
     sections: dict[str, Any] = field(default_factory=dict)  # other validated sections (e.g. detection)
 
+    def time_stamp_authority(self) -> Any:
+        """The station's RFC 3161 time-stamp authority (reports.timestamp.TimeStampAuthority), or
+        None when ``[signing]`` names none. The certificate was checked when the file was loaded."""
+        if self.tsa_certificate is None:
+            return None
+        from reports.timestamp import TimeStampAuthority, load_certificate
+
+        return TimeStampAuthority(load_certificate(self.tsa_certificate), url=self.tsa_url, timeout_s=self.tsa_timeout_s)
+
     def by_kind(self, kind: str) -> list[InstrumentConfig]:
         return [i for i in self.instruments.values() if i.kind == kind]
+
+
+def station_tsa(station: Any) -> Any:
+    """The time-stamp authority of ``station`` (None without a station, or one that names none)."""
+    method = getattr(station, "time_stamp_authority", None)
+    return method() if callable(method) else None

@@ -194,6 +194,7 @@ def _import_registry(args: argparse.Namespace) -> Any:
     signers' enrolment), plus --registry/--admin-key-id. None with --allow-unsigned and none found."""
     from reports.registry import ENV_VAR as REGISTRY_ENV
     from reports.registry import Registry
+    from rig.station.model import station_tsa
 
     station_file = Path(args.station_file) if args.station_file else default_station_path()
     station = load_station(station_file) if station_file.is_file() else None
@@ -213,7 +214,8 @@ def _import_registry(args: argparse.Namespace) -> Any:
         return None
     pinned = list(getattr(station, "admin_keys", ()) or ())
     pinned += [p for p in args.admin_key_id if p not in pinned]
-    return Registry.load(path, pinned=tuple(pinned))
+    return Registry.load(path, pinned=tuple(pinned),
+                         time_stamp_authority=station_tsa(station))
 
 
 def _print_runs(console: Console, runs: list[Any], source: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,14 @@ ADMIN_PASSPHRASE_ENV = "RIG_ADMIN_PASSPHRASE"
 
 
 def _log(args: argparse.Namespace, registry: Registry, kind: str, **data: Any) -> None:
-    audit.append_event(audit_path(args, near=registry.path.parent), kind, registry=str(registry.path.resolve()),
-                       **data)
+    """A registry event into the station's audit trail, copied to its mirror when the station keeps one."""
+    from rig.cli.commands.audit import mirror_after_write
+
+    path = audit_path(args, near=registry.path.parent)
+    audit.append_event(path, kind, registry=str(registry.path.resolve()), **data)
+    note = mirror_after_write(args, path)
+    if note:
+        print(note, file=sys.stderr)
 
 
 def _now() -> str:

@@ -9,6 +9,7 @@ so in one message at once (exit 2) instead of after an hour.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from rig.fleet.nightly import (
     NightlyRunner,
     load_station_signer,
     new_nightly_id,
+    nightly_operator,
 )
+from rig.fleet.launch import station_audit_log
 from rig.fleet.suite import SUITE_ENV, default_suite_path, load_suite
 from rig.station.config import STATION_ENV, default_station_path, load_station
 
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite or default_suite_path())
     check_calibration_policy(station)
     signer = None if args.unsigned else load_station_signer(args.key, args.registry, station=station)
+    suite = nightly_operator(suite, station, signer)
     url = station_url(station, args.history)
     nightly_id = new_nightly_id(suite.name)
     out_dir = Path(args.out).expanduser().resolve() if args.out else station.runs_dir / "nightly" / nightly_id
@@ -112,4 +116,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if history is not None:
             history.close()
+    from rig.cli.commands.audit import mirror_after_write
+
+    note = mirror_after_write(args, station_audit_log(station))  # the station keeps a copy of its trail
+    if note:
+        print(note, file=sys.stderr)
     return result.exit_code

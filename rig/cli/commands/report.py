@@ -49,13 +49,17 @@ exit codes (verify): 0 valid, 1 invalid (reasons listed; with --require-hardware
   2 usage error.
 exit codes (show): 0 bundle intact, every signature valid, verdict PASS and valid for release;
   1 verdict not PASS; 4 PASS but NOT VALID FOR RELEASE (a validity condition: calibration, identity,
-  torn record); 5 bundle or a signature invalid (takes precedence); 2 usage error. Simulated data is
+  lab environment out of limits or unstable, torn record); 5 bundle or a signature invalid (takes precedence); 2 usage error. Simulated data is
   marked SIMULATED and never valid for release, but alone does not change the exit code.
 The key registry is --registry, else ${REGISTRY_ENV}, else the station file's key_registry; its
 entries count only when signed by an administrator the station file pins ([signing] admin_keys,
 or --admin-key-id). The station file is --station, else $RIG_STATION, else ./rig.toml.
 The audit trail is --audit-log, else $RIG_AUDIT_LOG, else the station file's audit_log (for a
 build: the station that made the run).
+When the station names a time-stamp authority ([signing] tsa_url and tsa_certificate), sign asks it
+for an RFC 3161 token over each signature (signatures/NN-role.tst) and refuses to sign without one;
+verify checks the token against that certificate (or --tsa-certificate) and judges the signing
+time by the token's genTime. Without a TSA the signing time is the signer's own claim.
 examples:
   rig report build runs/20260110T090000Z-flow_accuracy
   rig report sign runs/…/report --role performed_by --key ~/.rig/keys/jdoe.key
@@ -104,6 +108,26 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def time_stamp_authority(args: argparse.Namespace) -> Any:
+    """--tsa-certificate (verify, show); None = the station's TSA (set on the registry by
+    rig.cli.trust.load_registry), or none at all (signing times are then the signer's claim)."""
+    from reports.timestamp import TimeStampAuthority, certificate_problem, load_certificate
+
+    explicit = getattr(args, "tsa_certificate", None)
+    if not explicit:
+        return None
+    try:
+        cert = load_certificate(explicit)
+    except OSError as exc:
+        raise UsageError(f"--tsa-certificate {explicit}: cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise UsageError(f"--tsa-certificate {exc}") from None
+    problem = certificate_problem(cert)
+    if problem:
+        raise UsageError(f"--tsa-certificate {explicit} {problem}")
+    return TimeStampAuthority(cert)
+
+
 def cmd_sign(args: argparse.Namespace) -> int:
     bundle = require_bundle_dir(Path(args.bundle))
     registry = load_registry(args, required=True)
@@ -116,6 +140,11 @@ def cmd_sign(args: argparse.Namespace) -> int:
     except OSError as exc:  # disk full, read-only bundle: one line, not a traceback
         raise RigError(f"signature not written: {exc}") from exc
     print(for_terminal(f"signed as {args.role} by {key.printed_name} ({key.signer_id}): {path}"))
+    from rig.cli.commands.audit import mirror_after_write
+
+    note = mirror_after_write(args, audit_path(args, near=registry.path.parent))
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 
@@ -140,7 +169,8 @@ def check_json(check: BundleCheck) -> dict[str, Any]:
         "simulated": check.simulated, "conditions": check.conditions,
         "signatures": [{"file": s.file, "sequence": s.sequence, "role": s.role,
                         "signer_id": s.statement.get("signer_id"), "printed_name": s.statement.get("printed_name"),
-                        "signed_at": s.statement.get("signed_at"), "status": check.signature_status(s),
+                        "signed_at": s.statement.get("signed_at"), "time_stamped_at": s.time_stamped_at,
+                        "status": check.signature_status(s),
                         "problems": list(s.problems)} for s in check.signatures],
         "reasons": check.reasons(), "notes": check.notes, "bytes": check.bytes_hashed, "seconds": check.seconds,
     }
@@ -160,8 +190,9 @@ def print_check(check: BundleCheck, console: Console) -> None:
         s = sig.statement
         status = check.signature_status(sig)
         mark = f"[{SIGNATURE_STYLE.get(status, 'dark_orange')}]{for_markup(status)}[/]"
+        stamp = f" (time-stamped {for_markup(sig.time_stamped_at)})" if sig.time_stamped_at else ""
         console.print(f"  #{sig.sequence:02d} {for_markup(sig.role)}: {for_markup(str(s.get('printed_name', '?')))} "
-                      f"at {for_markup(str(s.get('signed_at', '?')))} — {mark}")
+                      f"at {for_markup(str(s.get('signed_at', '?')))}{stamp} — {mark}")
     for note in check.notes:
         console.print(f"  [dim]note: {for_markup(note)}[/]")
     reasons = check.reasons()
@@ -176,7 +207,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     has_signatures = (bundle / "signatures").is_dir() and any((bundle / "signatures").iterdir())
     registry = load_registry(args, required=has_signatures)
     check = verify_bundle(bundle, registry, allow_unsigned=args.allow_unsigned,
-                          require_hardware=args.require_hardware)
+                          require_hardware=args.require_hardware, tsa=time_stamp_authority(args))
     if args.json:
         print(json.dumps(check_json(check), indent=2))
     else:
@@ -210,7 +241,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                       for_markup(str(m.get("requirement") or "")), f"[{colour}]{m['outcome'].upper()}[/]")
     console.print(table)
     registry = load_registry(args, required=False)
-    check = verify_bundle(bundle, registry, allow_unsigned=True)
+    check = verify_bundle(bundle, registry, allow_unsigned=True, tsa=time_stamp_authority(args))
     sigs = Table("#", "printed name", "signed (UTC)", "role", "meaning", "status", title="Signatures")
     sigs.columns[2].no_wrap = True
     for sig in check.signatures:
@@ -218,7 +249,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         state = check.signature_status(sig)
         status = (f"[red]{for_markup('; '.join(sig.problems))}[/]" if sig.problems
                   else f"[{SIGNATURE_STYLE.get(state, 'dark_orange')}]{for_markup(state)}[/]")
-        sigs.add_row(f"{sig.sequence:02d}", for_markup(str(s.get("printed_name", "?"))), for_markup(str(s.get("signed_at", "?"))[:19].replace("T", " ")),
+        when = str(s.get("signed_at", "?"))[:19].replace("T", " ")
+        if sig.time_stamped_at:  # the trusted time: the time-stamp authority's
+            when += f" (TSA {sig.time_stamped_at[:19].replace('T', ' ')})"
+        sigs.add_row(f"{sig.sequence:02d}", for_markup(str(s.get("printed_name", "?"))), for_markup(when),
                      for_markup(sig.role), for_markup(str(s.get("meaning", "?"))), status)
     console.print(sigs if check.signatures else "[dark_orange]Not signed.[/]")
     integrity = "[green]intact[/]" if not check.problems else f"[red]{len(check.problems)} problem(s)[/]: " + for_markup("; ".join(check.problems))
@@ -260,10 +294,14 @@ def register(subparsers: Any) -> None:
     verify.add_argument("--json", action="store_true", help="machine-readable result")
     verify.add_argument("--require-hardware", action="store_true",
                         help="reject a bundle from a simulated bench or virtual clock (exit 1)")
+    verify.add_argument("--tsa-certificate", metavar="FILE",
+                        help="certificate of the time-stamp authority whose tokens the signatures carry "
+                             "(default: the station's [signing] tsa_certificate)")
     verify.set_defaults(func=cmd_verify)
 
     show = verbs.add_parser("show", help="summarise a bundle: verdict, measurements, signatures; "
                                          "exit 0 only for an intact PASS valid for release")
     show.add_argument("bundle", metavar="BUNDLE")
     add_options(show, audit_log=False)
+    show.add_argument("--tsa-certificate", metavar="FILE", help="as for verify")
     show.set_defaults(func=cmd_show)

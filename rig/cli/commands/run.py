@@ -20,10 +20,10 @@ from rig.engine.display import SafeStream
 from rig.engine.operator import Operator, load_answers_file, parse_answer_args
 from rig.engine.runner import RunAborted, Runner, RunResult
 from rig.engine.signals import abort_on_signals
-from rig.errors import RigError, UsageError
 from rig.fleet.launch import ask_item, build_report, execute, prepare_run, station_audit_log
 from rig.station.config import STATION_ENV, default_station_path, load_station
 from rig.station.lock import StationLock, warn_takeover
+from rig.station.operators import operator_identity as station_operator
 
 HELP = "run a verification procedure on the bench"
 DESCRIPTION = """\
@@ -51,7 +51,8 @@ exit codes:
   3  ABORTED (Ctrl-C, SIGTERM, interlock, operator) or ERROR (instrument, timeout, safe state)
   4  PASS, but NOT VALID FOR RELEASE: a validity condition holds (equipment calibration overdue or
      unknown at the run date under calibration_policy = "warn", serial mismatch on a hardware
-     station, torn record). The outcome stays PASS; the condition is in the record's report,
+     station, lab environment outside the station's [environment] limits or unstable, torn
+     record). The outcome stays PASS; the condition is in the record's report,
      `rig show` and the history. A simulated bench is marked SIMULATED but is not a condition.
 
 The station file is --station, else ${STATION_ENV}, else ./rig.toml.
@@ -98,33 +99,10 @@ def default_operator() -> str:
         return "unknown"
 
 
-def known_operators(station: Any) -> list[str]:
-    """Printed names that may operate: the station's [operators] names and every signer in its key
-    registry (whoever will sign performed_by must be the recorded operator)."""
-    names = list(getattr(station, "operators", ()) or ())
-    registry_path = getattr(station, "key_registry", None)
-    if registry_path is not None and Path(registry_path).is_file():
-        from reports.registry import Registry
-
-        try:
-            names += [k.printed_name for k in Registry.load(Path(registry_path)).keys]
-        except RigError:
-            pass  # a damaged registry is reported where it is used; the operator list still applies
-    return sorted(set(names))
-
-
 def operator_identity(given: str | None, station: Any) -> str:
-    """The recorded operator: never empty; when the station names its operators (or has signers),
-    one of them."""
-    if given is not None and not given.strip():
-        raise UsageError("--operator is empty; give the operator's printed name as in the key registry "
-                         "or the station's [operators] names")
-    name = (given if given is not None else default_operator()).strip()
-    allowed = known_operators(station)
-    if allowed and name not in allowed:
-        raise UsageError(f"--operator {name!r} is not a known operator of station {station.id}; known: "
-                         f"{', '.join(allowed)} (station [operators] names and key registry signers)")
-    return name
+    """`--operator`, else the login name, checked as rig.station.operators says (never empty; one of
+    the station's known operators when it names any)."""
+    return station_operator(given, station, default=default_operator(), field="--operator")
 
 
 def _answers(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
@@ -157,28 +135,6 @@ def _release(result: RunResult) -> int:
         out = SafeStream(sys.stdout)  # a closed pipe must not turn the outcome into an error
         out.write(release_text(conditions, identity["simulated"]) + "\n")
         out.flush()
-    if result.exit_code == 0 and conditions:
-        return NOT_VALID_FOR_RELEASE_EXIT
-    return result.exit_code
-
-
-NOT_VALID_FOR_RELEASE_EXIT = 4
-
-
-def _release(result: RunResult) -> int:
-    """Print the validity conditions of the finished record; the exit code they give to a PASS."""
-    from reports.results import equipment, release_text, station_identity, validity_conditions
-    from rig.record import read_record
-
-    try:
-        record = read_record(result.run_dir)
-    except Exception as exc:  # noqa: BLE001 - the outcome is printed already; say why no conditions
-        print(f"rig: warning: validity conditions not evaluated: {exc}", file=sys.stderr)
-        return result.exit_code
-    identity = station_identity(record.started.get("station") or {})
-    conditions = validity_conditions(record, equipment(record), identity)
-    if identity["simulated"] or conditions:
-        print(release_text(conditions, identity["simulated"]))
     if result.exit_code == 0 and conditions:
         return NOT_VALID_FOR_RELEASE_EXIT
     return result.exit_code
@@ -242,4 +198,9 @@ def run(args: argparse.Namespace) -> int:
         if bundle is not None:
             out.write(f"report: {bundle}\n")
             out.flush()
+    from rig.cli.commands.audit import mirror_after_write
+
+    note = mirror_after_write(args, station_audit_log(station))  # the station keeps a copy of its trail
+    if note:
+        print(note, file=sys.stderr)
     return code

@@ -34,7 +34,7 @@ exit codes: (the record is printed in every case)
   1  the outcome is not PASS (FAIL, ABORTED, ERROR, INCOMPLETE)
   2  no such run, or the record is corrupt
   4  PASS but NOT VALID FOR RELEASE (equipment calibration overdue or unknown at the run date,
-     serial mismatch on a hardware station, torn record)
+     serial mismatch on a hardware station, lab environment out of limits or unstable, torn record)
 The station file (for run ids) is --station, else ${STATION_ENV}, else ./rig.toml.
 examples:
   rig show runs/20250101T120000Z-delivery_check-a1b2c3
