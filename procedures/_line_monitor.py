@@ -87,7 +87,9 @@ class LineMonitor:
         self.flow_ul_min: list[float] = []
         self.error: str | None = None
         self.monitored_s = 0.0  # procedure time the detectors spent monitoring (armed)
-        daq.add_chunk_listener(self._on_chunk)
+        # Without detectors nothing here decides anything while the run goes: the series may
+        # arrive in larger reads (virtual time, rig.engine.acquisition.Acquisition.advance_virtual).
+        daq.add_chunk_listener(self._on_chunk, live=bank is not None)
 
     @classmethod
     def start(cls, ctx: StepContext, *, detectors: bool = True) -> "LineMonitor":

@@ -14,9 +14,11 @@ to min/max envelopes per bucket so a spike (an occlusion alarm) is never decimat
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+
+from reports.daq_series import read_columns
 
 MAX_POINTS = 1500
 DEFAULT_DENSITY_G_ML = 0.998  # IEC 60601-2-24: water at 20 degC
@@ -87,25 +91,15 @@ def _to_float(cell: str) -> float:
         return {"true": 1.0, "false": 0.0}.get(cell.strip().lower(), float("nan"))
 
 
-def _unit_suffix(unit: str) -> str:
-    return {"kpa": "kpa", "ul/min": "ul_min"}.get(unit.strip().lower(), re.sub(r"\W+", "_", unit.strip().lower()))
-
-
 def read_daq_stream(path: Path, run_started_utc: str | None) -> dict[str, np.ndarray]:
     """A binary DAQ stream (instruments.daq_stream: float64 scans + header + chunk index) as
-    columns named like the CSV form (pressure_upstream_kpa, flow_ul_min, t_s).
+    columns named like the CSV form (pressure_upstream_kpa, flow_ul_min, t_s), read in bounded
+    memory and reduced to plot size when long (reports.daq_series).
 
     t_s is procedure time, from the sample number and the rate, shifted by the header's
     started_utc minus the run's start (whole seconds: both are recorded to the second or better).
     """
-    from instruments.daq_stream import read_stream
-
-    stream = read_stream(path)
-    header = stream.header
-    rate_hz = float(header["rate_hz"])
-    index = np.concatenate([np.arange(c["first"], c["first"] + c["count"]) for c in stream.chunks]) \
-        if stream.chunks else np.arange(len(stream.scans))
-    n = min(len(index), len(stream.scans))
+    header = json.loads(path.with_name(path.name + ".header.json").read_text(encoding="utf-8"))
     offset_s = 0.0
     if run_started_utc and header.get("started_utc"):
         from reports.registry import parse_utc
@@ -115,12 +109,7 @@ def read_daq_stream(path: Path, run_started_utc: str | None) -> dict[str, np.nda
                         - parse_utc(run_started_utc, "run start")).total_seconds()
         except ValueError:
             offset_s = 0.0
-    columns = {"t_s": index[:n] / rate_hz + offset_s}
-    for i, (channel, unit) in enumerate(zip(header["channels"], header.get("units") or [])):
-        suffix = _unit_suffix(str(unit))
-        name = "flow_ul_min" if suffix == "ul_min" else f"{channel}_{suffix}"
-        columns[name] = np.asarray(stream.scans[:n, i], dtype=float)
-    return columns
+    return read_columns(path, offset_s)
 
 
 def _is_stream(path: Path) -> bool:
@@ -153,21 +142,15 @@ def _concat_daq(raw_dir: Path, run_started_utc: str | None = None) -> dict[str, 
 
 
 def envelope(t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """Min/max per bucket (2 points each) so peaks survive the reduction."""
+    """Min/max per bucket (2 points each, in time order) so peaks survive the reduction."""
     if len(t) <= max_points:
         return t, y
-    buckets = max_points // 2
-    edges = np.linspace(0, len(t), buckets + 1).astype(int)
-    tt, yy = [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        if hi <= lo:
-            continue
-        seg = y[lo:hi]
-        i_min, i_max = lo + int(np.argmin(seg)), lo + int(np.argmax(seg))
-        for i in sorted((i_min, i_max)):
-            tt.append(t[i])
-            yy.append(y[i])
-    return np.asarray(tt), np.asarray(yy)
+    edges = np.unique(np.linspace(0, len(t), max_points // 2 + 1).astype(int))
+    bucket = np.repeat(np.arange(len(edges) - 1), np.diff(edges))
+    starts = edges[:-1]  # stable sorts by bucket, then by value: a bucket's first is its first min (max)
+    i_min, i_max = np.lexsort((y, bucket))[starts], np.lexsort((-np.asarray(y), bucket))[starts]
+    picks = np.sort(np.column_stack([i_min, i_max]), axis=1).ravel()
+    return np.asarray(t)[picks], np.asarray(y)[picks]
 
 
 def bucket_mean(t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -215,13 +198,47 @@ def gravimetric_flow_ml_h(
 
 
 def _figure() -> tuple[Figure, Any]:
-    fig = Figure(figsize=(8.0, 3.4), layout="constrained")
+    """Fixed margins with room for the legend on the right: a constrained layout measures every
+    text box before drawing and nearly doubled the cost of each plot (a report has three)."""
+    fig = Figure(figsize=(9.5, 3.4))
+    fig.subplots_adjust(left=0.075, right=0.72, bottom=0.15, top=0.96)
     return fig, fig.add_subplot()
+
+
+def _error_axes(ax: Any, xlabel: str, ylabel: str, mean_label: str, mean_pct: float | None) -> None:
+    """An error plot's common parts: the mean (dashed, when measured; ``mean_label`` formats it),
+    zero, labels, grid, legend."""
+    if mean_pct is not None:
+        ax.axhline(mean_pct, color="black", linestyle="--", linewidth=1.0, label=mean_label.format(mean_pct))
+    ax.axhline(0.0, color="grey", linewidth=0.6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    _legend(ax)
+
+
+def _legend(ax: Any) -> None:
+    """The legend beside the axes, never over the data (and matplotlib's "best" placement, which
+    tests every candidate spot against every plotted point, cost most of a report's build time)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0.0)
+
+
+@contextlib.contextmanager
+def _svg_settings(salt: str) -> Iterator[None]:
+    """The two SVG settings a report needs, restored afterwards (matplotlib.rc_context would copy
+    every setting, deeply, for each plot: a tenth of a report's build time)."""
+    keys = {"svg.hashsalt": salt, "svg.fonttype": "none"}
+    saved = {key: matplotlib.rcParams[key] for key in keys}
+    matplotlib.rcParams.update(keys)
+    try:
+        yield
+    finally:
+        matplotlib.rcParams.update(saved)
 
 
 def to_svg(fig: Figure, salt: str) -> str:
     """Deterministic SVG text with no URLs (no DOCTYPE, metadata or namespace declarations)."""
-    with matplotlib.rc_context({"svg.hashsalt": salt, "svg.fonttype": "none"}):
+    with _svg_settings(salt):
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     svg = buffer.getvalue()
@@ -299,7 +316,7 @@ def flow_plot(daq: dict[str, np.ndarray], balance: dict[str, np.ndarray], result
     ax.set_xlabel(f"time [{unit}]")
     ax.set_ylabel("flow [mL/h]")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    _legend(ax)
     return Plot("flow", "Flow vs time",
                 f"Gravimetric flow from {source} (density {density:g} g/mL); flow sensor from raw/daq*; "
                 "vertical lines: the run's events (legend).",
@@ -347,13 +364,8 @@ def trumpet_plot(results: dict[str, Any], salt: str) -> Plot | None:
             if all(isinstance(v, (int, float)) for v in limits):
                 ax.plot(windows, limits, color=colour, linestyle=":", linewidth=0.9)
     mean = next((m for m in measurements if "mean_error" in str(m.get("name")) and isinstance(m.get("value"), (int, float))), None)
-    if mean is not None:
-        ax.axhline(mean["value"], color="black", linestyle="--", linewidth=1.0, label=f"A = {mean['value']:.3g} %")
-    ax.axhline(0.0, color="grey", linewidth=0.6)
-    ax.set_xlabel("observation window P [min]")
-    ax.set_ylabel("flow error [%]")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    a_pct = None if mean is None else float(mean["value"])
+    _error_axes(ax, "observation window P [min]", "flow error [%]", "A = {:.3g} %", a_pct)
     return Plot("trumpet", "Trumpet curve",
                 "Maximum and minimum flow error Ep over observation windows P (IEC 60601-2-24); dotted: limits.",
                 to_svg(fig, f"{salt}-trumpet"))
@@ -383,11 +395,94 @@ def pressure_plot(daq: dict[str, np.ndarray], results: dict[str, Any], salt: str
     ax.set_xlabel(f"time [{unit}]")
     ax.set_ylabel("pressure [kPa]")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    _legend(ax)
     return Plot("pressure", "Line pressure",
                 "Pressure traces from raw/daq* (min/max envelope), axis scaled to the data; vertical lines and "
                 "markers: the run's events (legend)." + limit_note,
                 to_svg(fig, f"{salt}-pressure"))
+
+
+def _limits_of(results: dict[str, Any], name: str) -> tuple[float | None, float | None]:
+    m = next((m for m in results.get("measurements") or [] if m.get("name") == name), None) or {}
+    low, high = m.get("low"), m.get("high")
+    return (float(low) if isinstance(low, (int, float)) else None,
+            float(high) if isinstance(high, (int, float)) else None)
+
+
+def daily_plots(daily: dict[str, np.ndarray], results: dict[str, Any], salt: str) -> list[Plot]:
+    """A refill interval (reservoir_cycle): the daily error against the day, with its uncertainty
+    and the worst-day limits, and the cumulative delivered volume against the programmed one —
+    both from the procedure's own per-day analysis (raw/daily.csv), not recomputed here."""
+    if not {"day", "error_pct", "delivered_ml", "programmed_ml"} <= set(daily) or not len(daily["day"]):
+        return []
+    return [
+        Plot("daily_error", "Daily error vs day",
+             "Delivered vs programmed volume of each day, e = 100·(V − P)/P with V = (Δm + E·24 h)/ρ, "
+             "from raw/daily.csv (the procedure's own analysis); bars: expanded uncertainty U (k = 2); "
+             "dotted: the worst-day limits of the spec.", to_svg(daily_error_figure(daily, results), f"{salt}-daily")),
+        Plot("cumulative_volume", "Cumulative volume",
+             "Sum of the daily delivered volumes (raw/daily.csv) against the sum of the programmed ones, day "
+             "by day over the interval and the day after the refill.",
+             to_svg(cumulative_volume_figure(daily), f"{salt}-cumulative")),
+    ]
+
+
+def _after_refill(daily: dict[str, np.ndarray]) -> np.ndarray:
+    return daily["phase"] == 1.0 if "phase" in daily else np.zeros(len(daily["day"]), dtype=bool)
+
+
+def daily_error_figure(daily: dict[str, np.ndarray], results: dict[str, Any]) -> Figure:
+    """Daily error e_d against day d (± 2u), interval days and the day after the refill apart."""
+    day, error, after = daily["day"], daily["error_pct"], _after_refill(daily)
+    u = daily.get("u_error_pct")
+    fig, ax = _figure()
+    for mask, colour, label in ((~after, "#1f77b4", "day of the interval"), (after, "#2ca02c", "day after the refill")):
+        if mask.any():
+            ax.errorbar(day[mask], error[mask], yerr=None if u is None else 2.0 * u[mask], fmt="o", markersize=3.5,
+                        color=colour, elinewidth=0.8, capsize=2, label=f"{label} (± U, k = 2)")
+    low, high = _limits_of(results, "cycle.daily_error_worst_pct")
+    for i, bound in enumerate(b for b in (low, high) if b is not None):
+        ax.axhline(bound, color="#d62728", linestyle=":", linewidth=1.0, label="worst-day limits" if i == 0 else None)
+    mean = next((m for m in results.get("measurements") or [] if m.get("name") == "cycle.daily_error_mean_pct"
+                 and isinstance(m.get("value"), (int, float))), None)
+    mean_pct = None if mean is None else float(mean["value"])
+    _error_axes(ax, "day", "daily error [%]", "mean {:.3g} %", mean_pct)
+    return fig
+
+
+def cumulative_volume_figure(daily: dict[str, np.ndarray]) -> Figure:
+    """Cumulative delivered volume (by weight) and cumulative programmed volume against day."""
+    day, after = daily["day"], _after_refill(daily)
+    fig, ax = _figure()
+    ax.plot(day, np.cumsum(daily["programmed_ml"]), color="black", linestyle=":", marker=".", linewidth=1.0,
+            label="programmed")
+    ax.plot(day, np.cumsum(daily["delivered_ml"]), color="#1f77b4", marker="o", markersize=3, linewidth=1.2,
+            label="delivered (by weight)")
+    if after.any():
+        ax.axvline(float(day[after][0]) - 0.5, color="#2ca02c", linestyle="-.", linewidth=1.0, label="refill")
+    ax.set_xlabel("day")
+    ax.set_ylabel("cumulative volume [mL]")
+    ax.grid(True, alpha=0.3)
+    _legend(ax)
+    return fig
+
+
+def read_daily_csv(path: Path) -> dict[str, np.ndarray]:
+    """raw/daily.csv of reservoir_cycle as columns; its ``phase`` words become 0 (interval) or
+    1 (after_refill), the only two phases it writes."""
+    if not path.is_file():
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        header = [h.strip() for h in handle.readline().split(",")]
+        rows = [line.strip().split(",") for line in handle if line.strip()]
+    columns: dict[str, np.ndarray] = {}
+    for i, name in enumerate(header):
+        cells = [r[i] if i < len(r) else "" for r in rows]
+        if name == "phase":
+            columns[name] = np.array([1.0 if c.strip() == "after_refill" else 0.0 for c in cells])
+        else:
+            columns[name] = np.array([_to_float(c) for c in cells])
+    return columns
 
 
 def pressure_range(daq: dict[str, np.ndarray], columns: list[str]) -> tuple[float, float]:
@@ -424,6 +519,11 @@ def build_plots(raw_dir: Path, results: dict[str, Any], salt: str) -> tuple[list
         notes.append(f"raw/daq* could not be plotted: {exc}")
     balance = _optional_csv(raw_dir / "balance.csv", notes)
     analysis = _optional_csv(raw_dir / "flow_samples.csv", notes)  # the procedure's own analysis output
-    plots = [flow_plot(daq, balance, results, salt, analysis), trumpet_plot(results, salt),
-             pressure_plot(daq, results, salt)]
+    try:
+        daily = read_daily_csv(raw_dir / "daily.csv")  # a refill interval's per-day analysis
+    except (ValueError, OSError) as exc:
+        daily = {}
+        notes.append(f"raw/daily.csv could not be plotted: {exc}")
+    plots = [*daily_plots(daily, results, salt), flow_plot(daq, balance, results, salt, analysis),
+             trumpet_plot(results, salt), pressure_plot(daq, results, salt)]
     return [p for p in plots if p is not None], notes

@@ -112,3 +112,29 @@ def test_detection_benchmark_fails_a_slow_occlusion_detector() -> None:
     verdicts = {parts[0]: ok for ok, parts in parse("\n".join(lines))}
     assert verdicts == {"occlusion latency at 1 mL/h": True, "occlusion latency at 0.1 mL/h": False,
                         "leak at 1 mL/h detected by leak": False, "false alarms in 10 h of normal delivery": False}
+
+
+def test_procedure_speed_fails_a_slow_runner_rig_run_or_nightly() -> None:
+    from benchmarks import procedure_speed
+
+    result = {"params": {"run_min": 120},
+              "stations": {"shipped rig.toml": {"outcome": "PASS", "sim_s_per_wall_s": 4000.0}},
+              "baseline_model_alone": {"sim_s_per_wall_s": 100000.0},
+              "rig_run": {"exit_code": 0, "wall_s": 4.0}, "nightly": {"exit_code": 3, "wall_s": 5.0}}
+    lines: list[str] = []
+    assert conclude(procedure_speed.figures(result, quick=False), out=lines.append) == 1
+    assert [ok for ok, _ in parse("\n".join(lines))] == [False, True, False]  # the nightly failed: not measured
+    assert len(procedure_speed.figures(result, quick=True)) == 2  # --quick does not judge rig run (shorter run)
+
+
+def test_long_run_fails_on_memory_or_a_slow_rig_show() -> None:
+    from benchmarks import long_run
+
+    result = {"run": {"days": 90, "exit_code": 0, "outcome": "PASS", "peak_rss_mb": 620.0},
+              "show": {"exit_code": 0, "wall_s": 0.4},
+              "report_reader": {"exit_code": 0, "stream_bytes": 4.1e8, "peak_rss_mb": 120.0}}
+    lines: list[str] = []
+    assert conclude(long_run.figures(result), out=lines.append) == 1
+    assert [ok for ok, _ in parse("\n".join(lines))] == [False, True, True]
+    result["run"]["peak_rss_mb"] = 150.0
+    assert conclude(long_run.figures(result), out=lines.append) == 0

@@ -27,6 +27,7 @@ from procedures.reservoir_cycle import (
     drift_of,
     fill_ml,
 )
+from reports.bundle import build_bundle
 from rig.engine.params import parse_params
 from rig.errors import UsageError
 
@@ -78,6 +79,9 @@ def test_one_day_interval_passes_end_to_end(tmp_path: Path) -> None:
     daily = (run.run_dir / "raw" / "daily.csv").read_text().splitlines()
     assert daily[0].startswith("day,phase,")
     assert [row.split(",")[1] for row in daily[1:]] == ["interval", "after_refill"]
+    bundle = build_bundle(run.run_dir, audit_log=tmp_path / "audit.jsonl")  # the report plots the days
+    page = (bundle / "report.html").read_text(encoding="utf-8")
+    assert "Daily error vs day" in page and "Cumulative volume" in page
 
 
 @pytest.mark.timeout(600)

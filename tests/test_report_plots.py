@@ -9,9 +9,20 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from matplotlib.figure import Figure
 
-from reports.plots import EVENT_STYLES, _mark_events, event_class, pressure_plot, pressure_range
+from reports.plots import (
+    EVENT_STYLES,
+    _mark_events,
+    build_plots,
+    cumulative_volume_figure,
+    daily_error_figure,
+    event_class,
+    pressure_plot,
+    pressure_range,
+    read_daily_csv,
+)
 from rig.record import EVENT_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,3 +84,35 @@ def test_pressure_axis_scales_to_a_small_trace() -> None:
     assert "The interlock limit (120 kPa) is far above the plotted range." in plot.caption
     near = pressure_plot({**daq, "pressure_upstream_kpa": 80.0 + 30.0 * (t / t[-1])}, results, "salt")
     assert near is not None and "interlock limit 120 kPa" in near.svg
+
+
+def _daily_csv(path: Path) -> None:
+    rows = ["day,phase,t_start_s,t_end_s,mass_start_g,mass_end_g,programmed_ml,delivered_ml,error_pct,u_error_pct"]
+    for day, phase, delivered in ((1, "interval", 0.20), (2, "interval", 0.19), (3, "after_refill", 0.21)):
+        error = 100.0 * (delivered - 0.2) / 0.2
+        rows.append(f"{day},{phase},0,86400,0,{delivered},0.2,{delivered},{error},0.25")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_a_refill_interval_plots_its_daily_error_and_cumulative_volume_from_daily_csv(tmp_path: Path) -> None:
+    """reservoir_cycle's report (issue 16): daily error vs day with the spec's worst-day limits,
+    and the cumulative delivered volume vs the programmed, from the procedure's raw/daily.csv."""
+    _daily_csv(tmp_path / "daily.csv")
+    daily = read_daily_csv(tmp_path / "daily.csv")
+    results = {"measurements": [{"name": "cycle.daily_error_worst_pct", "value": -5.0, "low": -5.0, "high": 5.0},
+                                {"name": "cycle.daily_error_mean_pct", "value": -2.5}]}
+    ax = daily_error_figure(daily, results).axes[0]
+    lines = {tuple(line.get_ydata()) for line in ax.get_lines() if len(line.get_ydata()) == 2}
+    plotted = sorted(float(y) for line in ax.get_lines() if line.get_marker() == "o" for y in line.get_ydata())
+    assert plotted == pytest.approx(sorted([0.0, -5.0, 5.0]))  # the interval's two days and the day after
+    assert (-5.0, -5.0) in lines and (5.0, 5.0) in lines and (-2.5, -2.5) in lines  # limits and mean
+    assert len(ax.collections) == 2  # the uncertainty bars of both groups
+    labels = ax.get_legend_handles_labels()[1]
+    assert "day after the refill (± U, k = 2)" in labels and "worst-day limits" in labels
+    ax = cumulative_volume_figure(daily).axes[0]
+    curves = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+    assert curves["delivered (by weight)"] == pytest.approx([0.20, 0.39, 0.60])
+    assert curves["programmed"] == pytest.approx([0.2, 0.4, 0.6])
+    assert list(curves["refill"]) and ax.get_lines()[-1].get_xdata()[0] == pytest.approx(2.5)
+    plots, notes = build_plots(tmp_path, results, salt="t")
+    assert [p.id for p in plots] == ["daily_error", "cumulative_volume"] and not notes

@@ -73,6 +73,31 @@ def _channel_major(flat: Any, n_channels: int, layout: int) -> np.ndarray:
     return data.reshape(-1, n_channels).T
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+_READ_ARRAY_TAG = _varint((pb.ReadAnalogF64Response.DESCRIPTOR.fields_by_name["read_array"].number << 3) | 2)
+
+
+def _read_response(flat: np.ndarray, status: int, n: int) -> Any:
+    """ReadAnalogF64Response with ``read_array`` = ``flat``, built from its wire form.
+
+    Why: the field is a packed repeated double, on the wire exactly the samples as little-endian
+    float64 bytes; building it from a Python list converted each sample on its own and cost about
+    1 ms per 18 000 samples, most of a virtual-time read of 300 s at 20 Hz. Same message, same bytes."""
+    head = pb.ReadAnalogF64Response(status=status, samps_per_chan_read=n).SerializeToString()
+    if not flat.size:
+        return pb.ReadAnalogF64Response.FromString(head)
+    samples = np.ascontiguousarray(flat, dtype="<f8").tobytes()
+    return pb.ReadAnalogF64Response.FromString(head + _READ_ARRAY_TAG + _varint(len(samples)) + samples)
+
+
 class DaqService(pb_grpc.NiDAQmxServicer):
     """Translates NI-DAQmx RPCs into calls on one ``VirtualDaq``."""
 
@@ -259,7 +284,7 @@ class DaqService(pb_grpc.NiDAQmxServicer):
         n = data.shape[1]
         # Partial reads are packed: channel c's samples start at c·n (what DAQmx does too).
         flat = data.ravel() if request.fill_mode_raw == GROUP_BY_CHANNEL else data.T.ravel()
-        return pb.ReadAnalogF64Response(status=status, read_array=flat.tolist(), samps_per_chan_read=n)
+        return _read_response(flat, status, n)
 
     def ReadDigitalLines(self, request: Any, context: Any) -> Any:
         try:

@@ -36,6 +36,9 @@ class Acquisition:
         self._abort = abort
         self._interlock: Interlock | None = None
         self._listeners: list[Any] = []  # chunk listeners the run's steps attached (line monitors)
+        self._live_listeners = 0  # of those, how many decide something while the run goes (detectors)
+        self._unread_s = 0.0  # virtual time acquired but not yet read (see advance_virtual)
+        self._caught_up = False  # virtual time: a first read has been made (live readings exist)
         self._acquiring = False  # the DAQ streams to raw/daq.f64
         self._t0_s = 0.0  # bench clock time of DAQ sample 0
         self._live_failed = False
@@ -50,24 +53,30 @@ class Acquisition:
         limit = self._bench.station.safety.max_line_pressure_kpa
         self._interlock = Interlock(limit_kpa=limit, stop_pump=self._bench.pump.stop, daq=self._daq,
                                     on_trip=self._on_trip)
-        self._set_guard(limit)
+        chunk_samples = getattr(self._daq, "chunk_samples", None)  # a DAQ that does not stream has none
+        if chunk_samples:
+            self._set_guard({"channel": PRESSURE_CHANNEL, "above": limit, "chunk_samples": int(chunk_samples)})
         self._log.append("event", kind="interlock", detail=f"armed at {limit:g} kPa",
                          t_proc_s=round(self._log.now_s(), 6), t_utc=utc_now())
 
-    def _set_guard(self, limit_kpa: float | None) -> None:
+    def _set_guard(self, guard: dict[str, Any] | None) -> None:
         """Virtual time: while the interlock is armed no clock jump may run past the end of the DAQ
         chunk in which the line pressure crossed its limit (rig.station.clock.VirtualClock.guard),
-        so the interlock acts within one chunk of the crossing, as in real time. A real clock
-        needs no guard: the DAQ delivers chunks as they are sampled."""
+        so the interlock acts within one chunk of the crossing, as in real time."""
         clock = self._bench.clock
         if getattr(clock, "virtual", False) and hasattr(clock, "guard"):
-            clock.guard = None if limit_kpa is None else {
-                "channel": PRESSURE_CHANNEL, "above": limit_kpa, "chunk_samples": int(self._daq.chunk_samples)}
+            clock.guard = guard
 
-    def add_chunk_listener(self, listener: Any) -> None:
-        """A step's chunk listener (e.g. a procedure's line monitor), detached with the run."""
+    def add_chunk_listener(self, listener: Any, *, live: bool = True) -> None:
+        """A step's chunk listener (e.g. a procedure's line monitor), detached with the run.
+
+        ``live``: the listener acts on what it sees while the run goes (fault detectors whose
+        alarms the procedure polls), so in virtual time it must get every clock jump's chunks
+        before the procedure looks again. A listener that only records (``live=False``: a
+        flow-sensor series analysed after the step) may get them later, in fewer, larger reads."""
         self._daq.add_chunk_listener(listener)
         self._listeners.append(listener)
+        self._live_listeners += bool(live)
 
     def disarm_interlock(self) -> None:
         """Detach the interlock and the steps' listeners from the DAQ, which outlives the run (a
@@ -76,6 +85,7 @@ class Acquisition:
         self._set_guard(None)
         interlock, self._interlock = self._interlock, None
         listeners, self._listeners = self._listeners, []
+        self._live_listeners = 0
         if interlock is not None:
             interlock.detach()
         for listener in listeners:
@@ -122,36 +132,64 @@ class Acquisition:
         """Stop streaming; returns the acquisition statistics for run_finished."""
         if not self._acquiring:
             return None
+        self.catch_up()  # a failure in what is still unread trips the interlock while it is armed
         self._acquiring = False
         stats = self._daq.stop_acquisition()
         return {f: getattr(stats, f, None) for f in STATS_FIELDS}
 
     def advance_virtual(self, dt_s: float) -> None:
-        """Advance virtual time. While the DAQ acquires, go in slices no longer than
-        DAQ_PACE_S and let its reader drain each one: the device buffer holds only so much, and
-        the interlock must see every chunk before time moves on. A slice ends early when the line
-        pressure crossed the interlock's limit (the clock's guard): the reader then delivers that
-        chunk, the interlock trips within it, and its abort request ends the loop."""
+        """Advance virtual time. While the DAQ acquires, go in slices no longer than DAQ_PACE_S
+        and never let more than DAQ_PACE_S go unread: the device buffer holds only so much.
+
+        Reads cost a round trip to the device each, so they are made only when something needs
+        them (one read per DAQ_PACE_S otherwise): when a live listener is attached (detectors
+        must see every jump's chunks before the procedure looks again), when a slice ended early
+        because the line pressure crossed the interlock's limit (the clock's guard: the reader
+        then delivers that chunk at once, the interlock trips within it, and its abort request
+        ends the loop), when someone asks for the latest readings (``catch_up``), at the end of
+        every step and when the acquisition stops. So the interlock still acts within one chunk
+        of the crossing, as in real time; what waits is only data nobody is looking at yet."""
         clock = self._bench.clock
         if not self._acquiring:
             clock.sleep(dt_s)
             return
         remaining = dt_s
         while remaining > 1e-12 and self._abort.requested is None:
+            wanted = min(DAQ_PACE_S, remaining)
+            if self._unread_s + wanted > DAQ_PACE_S + 1e-9:
+                self.catch_up()
             before = clock.now_s()
-            clock.sleep(min(DAQ_PACE_S, remaining))
+            clock.sleep(wanted)
             advanced = clock.now_s() - before
-            # False means the acquisition failed: its failure listener trips the interlock.
-            self._daq.wait_for_elapsed(clock.now_s() - self._t0_s, DAQ_DRAIN_TIMEOUT_S)
+            self._unread_s += advanced
+            if self._live_listeners or advanced < wanted - 1e-9:
+                self.catch_up()
             if advanced <= 1e-9:  # a guard that cannot make progress must not hang the run
                 self._set_guard(None)
             remaining -= advanced
+
+    def catch_up(self) -> None:
+        """Read every full chunk acquired up to now, handing it to the interlock and listeners
+        (virtual time: the device holds what the clock jumps produced until it is read)."""
+        if not self._acquiring or not self._bench.clock.virtual:
+            return
+        # One sample period more than the clock says: the DAQ leaves a chunk that ends exactly
+        # now for the next read (in real time its last sample may still be on its way), but in
+        # virtual time the clock's jump has already produced it, and a guarded jump ends exactly
+        # at the end of the chunk that crossed the limit: the interlock must see that chunk now.
+        elapsed_s = self._bench.clock.now_s() - self._t0_s + 1.0 / float(self._daq.rate_hz)
+        # False means the acquisition failed: its failure listener trips the interlock.
+        self._daq.wait_for_elapsed(elapsed_s, DAQ_DRAIN_TIMEOUT_S)
+        self._unread_s = 0.0
+        self._caught_up = True
 
     def show_live(self) -> None:
         """Pressures and flow on the display, if the bench has a DAQ (a failure is recorded once)."""
         daq = self._daq
         if daq is None or self._live_failed or not hasattr(daq, "latest"):
             return
+        if self._acquiring and self._bench.clock.virtual and not self._caught_up:
+            return  # nothing read yet (reads wait until something needs them: advance_virtual)
         try:
             latest = daq.latest()
         except Exception as exc:  # noqa: BLE001 - the display must not stop a run; record it once

@@ -283,6 +283,7 @@ class Runner:
                 ctx = RunStepContext(services, index, step, log.now_s() + proc_timeout_s,
                                      time.monotonic() + wall_timeout_s, (proc_timeout_s, wall_timeout_s))
                 step.run(ctx)
+                services.acquisition.catch_up()  # the step's last chunks reach the interlock now
                 ctx.check()  # a step that overran its budget without noticing still timed out
             status = "done"
         except BaseException as exc:

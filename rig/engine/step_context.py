@@ -65,15 +65,23 @@ class _Checked:
 
 class _CheckedDaq(_Checked):
     """The DAQ seen through a step: a chunk listener a procedure attaches is attached through the
-    run's Acquisition, which detaches it when the run ends (the DAQ outlives the run)."""
+    run's Acquisition, which detaches it when the run ends (the DAQ outlives the run), and the
+    latest readings include every chunk acquired so far."""
 
     def __init__(self, daq: Any, check: Callable[[], None], acquisition: Acquisition) -> None:
         super().__init__(daq, check)
         self._acquisition = acquisition
 
-    def add_chunk_listener(self, listener: Callable[[Any], None]) -> None:
+    def add_chunk_listener(self, listener: Callable[[Any], None], *, live: bool = True) -> None:
         self._check()
-        self._acquisition.add_chunk_listener(listener)
+        self._acquisition.add_chunk_listener(listener, live=live)
+
+    def latest(self) -> dict[str, float]:
+        """The latest readings, after every chunk acquired so far has been read (virtual time
+        leaves unread chunks in the device until someone looks: rig.engine.acquisition)."""
+        self._check()
+        self._acquisition.catch_up()
+        return self._instrument.latest()
 
 
 class RunStepContext:
