@@ -1,0 +1,355 @@
+"""Branches of the safety-critical modules that no end-to-end run takes by itself (docs/testing.md,
+tests/coverage_check.py): each is forced here by fault injection and its outcome asserted.
+
+* procedures/_pump.py — a pump that does not start, one still running after stop, a stop answered
+  with the pump's alarm (acknowledged, then stopped), the line monitor told of every command;
+* rig/engine/interlock.py — a limit outside the station rule is refused before anything is
+  attached to the DAQ; the interlock is latched: a second trip (stream lost after an overpressure)
+  neither stops the pump again nor changes the recorded reason;
+* rig/engine/supervisor.py — a supervisor that died during the run is reported when the run
+  releases it (release is idempotent); the supervisor process given a garbage plan, or a plan
+  without a record, exits EXIT_BAD_PLAN without touching anything;
+* rig/engine/safe_state.py — the pump watchdog listener: only a ``timeout`` alarm aborts, once,
+  and a record that cannot take the event does not stop the abort;
+* rig/engine/signals.py — outside the main thread nothing is installed; a signal without a
+  ``notify`` still requests the abort; a hang-up with ``on_hangup`` detaches stdio and calls it
+  in a new thread; ``detach_stdio`` points 0/1/2 at /dev/null (in a child) and survives a failing
+  ``dup2``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from instruments.pump import PumpAlarm
+from procedures._pump import set_rate, start_pump, stop_pump
+from rig.engine import signals as signals_module
+from rig.engine import supervisor as sup
+from rig.engine.interlock import Interlock
+from rig.engine.outcomes import StepFailed
+from rig.engine.safe_state import SafeStateGuard
+from rig.engine.signals import ABORTED, ERROR, AbortFlag, abort_on_signals, detach_stdio
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- procedures/_pump.py ---------------------------------------------------------------------------
+
+
+class Pump:
+    """A pump whose faults are injected: ``starts``/``stops`` False = the read-back disagrees;
+    ``alarm_on_stop`` = the next stop is answered with that alarm (the NE-1000's way)."""
+
+    def __init__(self, *, starts: bool = True, stops: bool = True, alarm_on_stop: str | None = None) -> None:
+        self.running = False
+        self.commands: list[Any] = []
+        self._starts, self._stops, self._alarm = starts, stops, alarm_on_stop
+
+    def stop(self) -> None:
+        self.commands.append("stop")
+        if self._alarm is not None:
+            alarm, self._alarm = self._alarm, None
+            raise PumpAlarm("pump", "STP", alarm, f"{alarm} alarm")
+        if self._stops:
+            self.running = False
+
+    def clear_dispensed(self) -> None:
+        self.commands.append("clear")
+
+    def set_rate_ml_h(self, rate_ml_h: float) -> None:
+        self.commands.append(("rate", rate_ml_h))
+
+    def start(self) -> None:
+        self.commands.append("start")
+        self.running = self._starts
+
+    def is_running(self) -> bool:
+        return self.running
+
+
+class Ctx:
+    def __init__(self, pump: Pump) -> None:
+        self.pump = pump
+
+    def now_s(self) -> float:
+        return 42.0
+
+    def fail(self, reason: str) -> None:
+        raise StepFailed(reason)
+
+
+class Monitor:
+    def __init__(self) -> None:
+        self.told: list[tuple[float, float, bool]] = []
+
+    def command(self, t_s: float, rate_ml_h: float, running: bool) -> None:
+        self.told.append((t_s, rate_ml_h, running))
+
+
+def test_start_pump_confirms_it_runs_and_tells_the_monitor() -> None:
+    pump, monitor = Pump(), Monitor()
+    assert start_pump(Ctx(pump), 0.5, monitor) == 42.0
+    assert pump.commands == ["stop", "clear", ("rate", 0.5), "start"] and pump.running
+    assert monitor.told == [(42.0, 0.5, True)]
+
+
+def test_a_pump_that_does_not_start_fails_the_step() -> None:
+    with pytest.raises(StepFailed, match=r"the pump did not start at 0\.5 mL/h \(it reads back not running after RUN\)"):
+        start_pump(Ctx(Pump(starts=False)), 0.5)
+
+
+def test_set_rate_with_and_without_a_monitor() -> None:
+    pump, monitor = Pump(), Monitor()
+    assert set_rate(Ctx(pump), 0.2) == 42.0
+    assert set_rate(Ctx(pump), 0.3, monitor) == 42.0
+    assert pump.commands == [("rate", 0.2), ("rate", 0.3)]
+    assert monitor.told == [(42.0, 0.3, True)]
+
+
+def test_stop_answered_with_the_alarm_is_acknowledged_then_stops() -> None:
+    pump, monitor = Pump(alarm_on_stop="stall"), Monitor()
+    pump.running = True
+    assert stop_pump(Ctx(pump), monitor) == 42.0
+    assert pump.commands == ["stop", "stop"] and not pump.running  # the second stop is the one obeyed
+    assert monitor.told == [(42.0, 0.0, False)]
+
+
+def test_a_pump_still_running_after_stop_fails_the_step() -> None:
+    pump = Pump(stops=False)
+    pump.running = True
+    with pytest.raises(StepFailed, match="the pump still reads back running after stop"):
+        stop_pump(Ctx(pump))
+
+
+# -- rig/engine/interlock.py -----------------------------------------------------------------------
+
+
+class ListeningDaq:
+    """Only what the interlock touches: its listeners and the relief valves (recorded)."""
+
+    def __init__(self) -> None:
+        self.chunk_listeners: list[Any] = []
+        self.failure_listeners: list[Any] = []
+        self.valve_writes: list[tuple[str, Any]] = []
+
+    def add_chunk_listener(self, listener: Any, *, safety: bool = False) -> None:
+        self.chunk_listeners.append((listener, safety))
+
+    def add_failure_listener(self, listener: Any) -> None:
+        self.failure_listeners.append(listener)
+
+    def set_leak(self, on: bool) -> None:
+        self.valve_writes.append(("leak", on))
+
+    def set_occlusion(self, on: bool) -> None:
+        self.valve_writes.append(("occlusion", on))
+
+    def set_kink_pct(self, pct: float) -> None:
+        self.valve_writes.append(("kink_pct", pct))
+
+
+@pytest.mark.parametrize("limit", [True, "120", math.nan, -1.0, 1e9])
+def test_a_limit_outside_the_station_rule_arms_nothing(limit: Any) -> None:
+    daq = ListeningDaq()
+    with pytest.raises(ValueError, match=r"safety\.max_line_pressure_kpa must be .*, got"):
+        Interlock(limit, lambda: None, daq, lambda reason: None)  # type: ignore[arg-type]
+    assert daq.chunk_listeners == [] and daq.failure_listeners == []
+
+
+def test_the_interlock_is_latched_a_second_trip_does_nothing() -> None:
+    daq, stops, trips = ListeningDaq(), [], []
+    interlock = Interlock(20.0, lambda: stops.append(1), daq, trips.append)
+    assert [safety for _, safety in daq.chunk_listeners] == [True]  # its check fails closed
+    (stream_lost,) = daq.failure_listeners
+    stream_lost("gRPC server gone")
+    first_reason = interlock.reason
+    assert interlock.tripped and len(stops) == 1 and trips == [first_reason]
+    assert daq.valve_writes == [("leak", True), ("occlusion", False), ("kink_pct", 0.0)]
+    stream_lost("still gone")  # a second trip: latched
+    assert len(stops) == 1 and trips == [first_reason] and interlock.reason == first_reason
+    assert len(daq.valve_writes) == 3
+    assert first_reason is not None and first_reason.startswith("pressure monitoring lost (gRPC server gone)")
+
+
+# -- rig/engine/supervisor.py ----------------------------------------------------------------------
+
+
+def test_a_supervisor_that_died_during_the_run_is_reported_on_release(tmp_path: Path) -> None:
+    plan = {"record": str(tmp_path / "record.jsonl"), "run_id": "r", "runner_pid": os.getpid(),
+            "sim_child": True, "instruments": {}}
+    supervisor = sup.Supervisor.start(plan)
+    supervisor.proc.kill()  # it dies during the run (OOM killer, an operator's kill)
+    supervisor.proc.wait(timeout=60)
+    problem = supervisor.release()
+    assert problem == (f"the safe-state supervisor (pid {supervisor.pid}) had exited with code "
+                       f"{-signal.SIGKILL} during the run")
+    assert supervisor.release() is None  # idempotent: nothing more to say
+    assert not (tmp_path / "record.jsonl").exists()  # killed, it wrote nothing
+
+
+@pytest.mark.parametrize("stdin", [b"not json\n", b'["a list"]\n', b'{"run_id": "no record"}\n', b""],
+                         ids=["garbage", "not-an-object", "no-record", "nothing"])
+def test_the_supervisor_given_no_usable_plan_exits_bad_plan(stdin: bytes, tmp_path: Path) -> None:
+    proc = subprocess.run(sup.command(), input=stdin, capture_output=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == sup.EXIT_BAD_PLAN, proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written anywhere
+
+
+def test_wait_for_runner_reads_plan_and_release() -> None:
+    import io
+
+    plan = {"record": "/x/record.jsonl"}
+    assert sup.wait_for_runner(io.BytesIO(json.dumps(plan).encode() + b"\ndone\n")) == (plan, True)
+    assert sup.wait_for_runner(io.BytesIO(json.dumps(plan).encode() + b"\n")) == (plan, False)
+    assert sup.wait_for_runner(io.BytesIO(b"{torn")) == (None, False)
+
+
+# -- rig/engine/safe_state.py: the pump's communications watchdog ----------------------------------
+
+
+class AlarmPump:
+    def __init__(self) -> None:
+        self.listeners: list[Any] = []
+
+    def add_alarm_listener(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def remove_alarm_listener(self, listener: Any) -> None:
+        self.listeners.remove(listener)
+
+
+class EventLog:
+    def __init__(self, fails: bool = False) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.fails = fails
+
+    def event(self, kind: str, detail: str) -> None:
+        if self.fails:
+            raise OSError(28, "No space left on device")
+        self.events.append((kind, detail))
+
+
+@pytest.mark.parametrize("record_fails", [False, True], ids=["recorded", "record-full"])
+def test_only_a_watchdog_timeout_aborts_the_run_once(record_fails: bool) -> None:
+    from types import SimpleNamespace
+
+    pump, log, abort = AlarmPump(), EventLog(fails=record_fails), AbortFlag()
+    guard = SafeStateGuard(SimpleNamespace(pump=pump), "r1")
+    guard.watch_pump_watchdog(log, abort)  # type: ignore[arg-type]
+    (on_alarm,) = pump.listeners
+    on_alarm("stall", "motor stalled")  # reaches the procedure through its own pump calls
+    assert abort.requested is None and log.events == []
+    on_alarm("timeout", "no packet for 2 s")
+    request = abort.requested
+    assert request is not None and request.outcome == ERROR
+    assert request.reason.startswith("the pump's communications watchdog stopped the pump") and "2 s" in request.reason
+    assert log.events == ([] if record_fails else [("pump_watchdog", request.reason)])
+    on_alarm("timeout", "again")  # already aborting: nothing new
+    assert abort.requested == request and len(log.events) == (0 if record_fails else 1)
+    guard.unwatch_pump_watchdog()
+    assert pump.listeners == []
+
+
+def test_a_bench_without_a_pump_or_without_alarms_has_no_watchdog() -> None:
+    from types import SimpleNamespace
+
+    class NoPump:
+        @property
+        def pump(self) -> Any:
+            raise KeyError("pump")
+
+    for bench in (NoPump(), SimpleNamespace(pump=object())):
+        guard = SafeStateGuard(bench, "r1")
+        guard.watch_pump_watchdog(EventLog(), AbortFlag())  # type: ignore[arg-type]
+        guard.unwatch_pump_watchdog()  # nothing to remove, no error
+
+
+# -- rig/engine/signals.py -------------------------------------------------------------------------
+
+
+def test_outside_the_main_thread_no_handler_is_installed() -> None:
+    seen: list[Any] = []
+
+    def worker() -> None:
+        flag = AbortFlag()
+        with abort_on_signals(flag) as yielded:
+            seen.append((yielded is flag, signal.getsignal(signal.SIGINT)))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(timeout=60)
+    assert seen == [(True, signal.default_int_handler)]
+
+
+def test_a_signal_without_notify_still_requests_the_abort() -> None:
+    flag = AbortFlag()
+    with abort_on_signals(flag):
+        os.kill(os.getpid(), signal.SIGTERM)
+        flag.wait(60)  # the handler runs in the main thread, between bytecodes
+    request = flag.requested
+    assert request is not None and (request.outcome, request.reason) == (ABORTED, "interrupted by SIGTERM")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_a_hang_up_detaches_stdio_and_calls_on_hangup_in_a_new_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    detached: list[str] = []
+    monkeypatch.setattr(signals_module, "detach_stdio", lambda: detached.append(threading.current_thread().name))
+    called = threading.Event()
+    threads: list[str] = []
+
+    def on_hangup() -> None:
+        threads.append(threading.current_thread().name)
+        called.set()
+
+    flag = AbortFlag()
+    with abort_on_signals(flag, on_hangup=on_hangup):
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert called.wait(60)
+    assert detached == ["MainThread"] and threads == ["hangup"]
+    assert flag.requested is None  # a hang-up does not abort: the run goes on detached
+
+
+def test_detach_stdio_points_the_standard_descriptors_at_devnull() -> None:
+    code = ("import os, sys; from rig.engine.signals import detach_stdio; print('before', flush=True); "
+            "detach_stdio(); print('after', flush=True); os.write(2, b'lost'); "
+            "sys.exit(0 if os.path.samestat(os.fstat(0), os.stat(os.devnull)) else 1)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"before\n", b"")
+
+
+def test_detach_stdio_survives_a_failing_dup2() -> None:
+    tried: list[int] = []
+    opened: list[int] = []
+    real_open = os.open
+
+    def failing_dup2(fd: int, target: int) -> None:
+        tried.append(target)
+        raise OSError(9, "Bad file descriptor")
+
+    def recording_open(*args: Any, **kwargs: Any) -> int:
+        fd = real_open(*args, **kwargs)
+        opened.append(fd)
+        return fd
+
+    real_dup2 = os.dup2  # patched by hand, undone at once: pytest's own capture needs os.dup2
+    os.dup2, os.open = failing_dup2, recording_open  # type: ignore[assignment]
+    try:
+        detach_stdio()  # no exception: whatever cannot be redirected stays as it is
+    finally:
+        os.dup2, os.open = real_dup2, real_open
+    assert tried == [0, 1, 2]
+    (fd,) = opened
+    with pytest.raises(OSError):
+        os.fstat(fd)  # the /dev/null descriptor was closed
