@@ -353,3 +353,47 @@ def test_detach_stdio_survives_a_failing_dup2() -> None:
     (fd,) = opened
     with pytest.raises(OSError):
         os.fstat(fd)  # the /dev/null descriptor was closed
+
+
+# -- rig/record.py ---------------------------------------------------------------------------------
+
+
+def test_a_run_directory_under_a_file_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    from rig.errors import UsageError
+    from rig.record import writable_directory
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(UsageError, match=r"runs .*/a-file/runs is not writable: .*not a directory \(at .*/a-file\)"):
+        writable_directory(blocker / "runs", "runs")
+    assert writable_directory(tmp_path / "new" / "runs", "runs") == tmp_path / "new" / "runs"
+    assert not (tmp_path / "new").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_a_finished_record_refuses_another_line_and_closes_once(tmp_path: Path) -> None:
+    from rig.record import RecordClosed, RecordWriter, read_record
+
+    writer = RecordWriter(tmp_path / "run")
+    writer.append("run_started", run_id="r")
+    writer.close()
+    writer.close()  # a second close is harmless
+    with pytest.raises(RecordClosed, match=r"is finished; refusing to append a 'event' line"):
+        writer.append("event", kind="warning", detail="a leaked listener")
+    assert [e["type"] for e in read_record(tmp_path / "run").events] == ["run_started"]
+
+
+@pytest.mark.parametrize("line, problem", [
+    (b"[" * 200 + b"]" * 200, "the line nests more than 64 levels deep"),
+    (b'{"type": "event", "value": NaN}', "NaN is not a number a run record can hold"),
+    (b'{"type": "event", "value": 1e999}', "1e999 overflows to inf"),
+    (b'["run_started"]', "not an event object with a 'type'"),
+], ids=["too-deep", "nan", "overflow", "not-an-object"])
+def test_a_corrupt_line_in_the_middle_is_an_error_naming_it(tmp_path: Path, line: bytes, problem: str) -> None:
+    from rig.errors import UsageError
+    from rig.record import read_record
+
+    good = json.dumps({"type": "run_started", "run_id": "r"}).encode()
+    (tmp_path / "record.jsonl").write_bytes(good + b"\n" + line + b"\n" + good + b"\n")
+    with pytest.raises(UsageError) as caught:
+        read_record(tmp_path)
+    assert f"record.jsonl line 2 is corrupt: {problem}" in str(caught.value)
