@@ -34,7 +34,7 @@ CRITICAL: dict[str, tuple[str, float]] = {
     "rig/engine/spec.py": ("spec limits: what PASS means", 100.0),
     "instruments/daq.py": ("DAQ safe state, valve read-back, chunk and failure listeners (the interlock's path)",
                            100.0),
-    "procedures/_common.py": ("pump stop and safe-state read-back inside procedures", 100.0),
+    "procedures/_pump.py": ("pump start/stop inside procedures, each confirmed by read-back, alarms acknowledged", 100.0),
     "reports/verify.py": ("signature and bundle verification", 100.0),
     "reports/audit.py": ("the hash-chained audit log and its verification", 100.0),
     "reports/keys.py": ("key files: encryption at rest, scrypt parameters", 100.0),
