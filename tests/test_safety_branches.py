@@ -14,7 +14,12 @@ tests/coverage_check.py): each is forced here by fault injection and its outcome
 * rig/engine/signals.py — outside the main thread nothing is installed; a signal without a
   ``notify`` still requests the abort; a hang-up with ``on_hangup`` detaches stdio and calls it
   in a new thread; ``detach_stdio`` points 0/1/2 at /dev/null (in a child) and survives a failing
-  ``dup2``.
+  ``dup2``;
+* rig/record.py — an out directory under a file, a line appended to a finished record, corrupt
+  lines in the middle of a record;
+* rig/engine/acquisition.py — listeners left on the DAQ behind the run's back leave with it, pacing
+  only in virtual time, a guard that holds time still is dropped (the run cannot hang), live
+  readings: none yet, a value that is not a number, a failing read recorded once.
 """
 
 from __future__ import annotations
@@ -397,3 +402,135 @@ def test_a_corrupt_line_in_the_middle_is_an_error_naming_it(tmp_path: Path, line
     with pytest.raises(UsageError) as caught:
         read_record(tmp_path)
     assert f"record.jsonl line 2 is corrupt: {problem}" in str(caught.value)
+
+
+# -- rig/engine/acquisition.py ---------------------------------------------------------------------
+
+
+class GuardedClock:
+    """A virtual clock whose guard can hold time still (as VirtualClock's does at a crossing)."""
+
+    virtual = True
+
+    def __init__(self, *, stuck: bool = False) -> None:
+        self.t_s = 100.0
+        self.guard: Any = None
+        self.stuck = stuck  # while a guard is set, time does not move
+
+    def now_s(self) -> float:
+        return self.t_s
+
+    def sleep(self, dt_s: float) -> None:
+        if not (self.stuck and self.guard is not None):
+            self.t_s += dt_s
+
+
+class StreamingDaq(ListeningDaq):
+    chunk_samples = 50
+
+    def __init__(self, latest: Any = None) -> None:
+        super().__init__()
+        self.started_with: dict[str, Any] | None = None
+        self.waited_for: list[float] = []
+        self._latest = latest
+
+    def listeners(self) -> tuple[list[Any], list[Any]]:
+        return [lis for lis, _ in self.chunk_listeners], list(self.failure_listeners)
+
+    def remove_listener(self, listener: Any) -> None:
+        self.chunk_listeners = [(lis, s) for lis, s in self.chunk_listeners if lis is not listener]
+        self.failure_listeners = [lis for lis in self.failure_listeners if lis is not listener]
+
+    def start_acquisition(self, path: Path, **options: Any) -> Path:
+        self.started_with = options
+        return path
+
+    def wait_for_elapsed(self, elapsed_s: float, timeout_s: float) -> bool:
+        self.waited_for.append(elapsed_s)
+        return True
+
+    def latest(self) -> Any:
+        if isinstance(self._latest, Exception):
+            raise self._latest
+        return self._latest
+
+
+class RunLogStandIn(EventLog):
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__()
+        self.raw_dir = tmp_path / "raw"
+        self.t0_proc_s = 0.0
+        self.lines: list[dict[str, Any]] = []
+
+    def append(self, event_type: str, **fields: Any) -> None:
+        self.lines.append({"type": event_type, **fields})
+
+    def now_s(self) -> float:
+        return 0.0
+
+
+def _acquisition(tmp_path: Path, daq: StreamingDaq, clock: Any) -> tuple[Any, Any, Any]:
+    from types import SimpleNamespace
+
+    from rig.engine.acquisition import Acquisition
+    from rig.engine.display import Display
+
+    bench = SimpleNamespace(daq=daq, clock=clock, pump=SimpleNamespace(stop=lambda: None),
+                            station=SimpleNamespace(safety=SimpleNamespace(max_line_pressure_kpa=20.0)))
+    display, log = Display(), RunLogStandIn(tmp_path)
+    return Acquisition(bench, log, display, AbortFlag()), display, log  # type: ignore[arg-type]
+
+
+def test_every_listener_the_run_left_on_the_daq_leaves_with_it(tmp_path: Path) -> None:
+    daq = StreamingDaq()
+    display_listener = object()
+    daq.add_chunk_listener(display_listener)  # was there before the run: stays
+    acq, _, _ = _acquisition(tmp_path, daq, GuardedClock())
+    daq.add_chunk_listener(lambda chunk: None)  # attached behind the run's back (not add_chunk_listener)
+    daq.add_failure_listener(lambda detail: None)
+    assert acq.release_listeners() == 2
+    assert daq.listeners() == ([display_listener], [])
+
+
+@pytest.mark.parametrize("virtual", [True, False], ids=["virtual", "real"])
+def test_the_stream_is_paced_by_jumps_only_in_virtual_time(tmp_path: Path, virtual: bool) -> None:
+    clock = GuardedClock()
+    clock.virtual = virtual
+    daq = StreamingDaq()
+    acq, _, _ = _acquisition(tmp_path, daq, clock)
+    acq.start(stored_hz=2.0)
+    assert daq.started_with == ({"stored_rate_hz": 2.0, "paced": True} if virtual else {"stored_rate_hz": 2.0})
+    assert acq.started_s() == 100.0
+
+
+def test_a_guard_that_holds_time_still_is_dropped_so_the_run_cannot_hang(tmp_path: Path) -> None:
+    clock, daq = GuardedClock(stuck=True), StreamingDaq()
+    acq, _, log = _acquisition(tmp_path, daq, clock)
+    acq.arm_interlock()
+    assert clock.guard == {"channel": "pressure_upstream", "above": 20.0, "chunk_samples": 50}
+    assert [(e["kind"], e["detail"]) for e in log.lines] == [("interlock", "armed at 20 kPa")]
+    acq.start()
+    acq.advance_virtual(30.0)  # the first slice makes no progress: the guard goes, time moves on
+    assert clock.guard is None and clock.t_s == pytest.approx(130.0)
+    assert daq.waited_for[-1] == pytest.approx(30.0)  # the reader was drained up to the end
+
+
+@pytest.mark.parametrize("latest, shown", [
+    (None, {}),
+    ({"pressure_upstream_kpa": 3.5, "pressure_downstream_kpa": "n/a", "flow_ul_min": 1.25},
+     {"pressure_upstream_kpa": (3.5, "kPa", 20.0), "flow_ul_min": (1.25, "uL/min", None)}),
+], ids=["no-samples-yet", "one-value-not-a-number"])
+def test_live_readings_show_only_numbers(tmp_path: Path, latest: Any, shown: dict[str, Any]) -> None:
+    acq, display, log = _acquisition(tmp_path, StreamingDaq(latest), GuardedClock())
+    acq.show_live()
+    assert {k: (v.value, v.unit, v.high) for k, v in display.state.live.items()} == shown
+    assert log.events == []
+
+
+def test_live_readings_that_fail_are_recorded_once_and_the_run_goes_on(tmp_path: Path) -> None:
+    acq, display, log = _acquisition(tmp_path, StreamingDaq(TimeoutError("no samples within 5000 ms")),
+                                     GuardedClock())
+    acq.show_live()
+    acq.show_live()
+    assert len(log.events) == 1 and log.events[0][0] == "warning"
+    assert "live DAQ readings unavailable" in log.events[0][1] and display.state.live == {}
