@@ -17,6 +17,9 @@ tests/coverage_check.py): each is forced here by fault injection and its outcome
   ``dup2``;
 * rig/record.py — an out directory under a file, a line appended to a finished record, corrupt
   lines in the middle of a record;
+* rig/engine/spec.py — guarded acceptance without a finite uncertainty never passes; every problem
+  of a spec file (unreadable, not TOML, no [spec], NaN limit, crossed limits, unknown keys, units,
+  requirements without statements) is listed at once;
 * rig/engine/acquisition.py — listeners left on the DAQ behind the run's back leave with it, pacing
   only in virtual time, a guard that holds time still is dropped (the run cannot hang), live
   readings: none yet, a value that is not a number, a failing read recorded once.
@@ -534,3 +537,122 @@ def test_live_readings_that_fail_are_recorded_once_and_the_run_goes_on(tmp_path:
     acq.show_live()
     assert len(log.events) == 1 and log.events[0][0] == "warning"
     assert "live DAQ readings unavailable" in log.events[0][1] and display.state.live == {}
+
+
+# -- rig/engine/spec.py: what PASS means ----------------------------------------------------------
+
+
+def test_guarded_acceptance_never_passes_without_a_finite_uncertainty() -> None:
+    from rig.engine.spec import Limit
+
+    guarded = Limit("m", "%", "REQ-1", low=-5.0, high=5.0, acceptance="guarded")
+    assert [guarded.evaluate(4.0, u) for u in (None, math.nan, 0.5, 1.5, -0.5)] == \
+        ["fail", "fail", "pass", "fail", "pass"]  # 4 + |U| must stay within 5
+    assert guarded.evaluate(math.inf, 0.1) == "fail" and guarded.evaluate(None, 0.1) == "fail"
+    flag = Limit("ok", "", "REQ-1", low=1.0, high=1.0, acceptance="guarded", type="boolean")
+    assert flag.evaluate(1.0) == "pass" and flag.evaluate(0.0) == "fail"  # a yes/no has no uncertainty
+    assert Limit("m", "%", "REQ-1", high=2.0).describe() == "[-inf, 2] %"
+
+
+def test_a_spec_file_that_cannot_be_read_or_parsed_is_one_clear_problem(tmp_path: Path) -> None:
+    from rig.engine.spec import load_spec
+    from rig.errors import ConfigError
+
+    cases = {"missing.spec.toml": None, "binary.spec.toml": b"\xff\xfe", "toml.spec.toml": b"[spec\n",
+             "headless.spec.toml": b"[limits.m]\nlow = 1\n"}
+    problems = {}
+    for name, content in cases.items():
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+        with pytest.raises(ConfigError) as caught:
+            load_spec(tmp_path / name)
+        problems[name] = caught.value.problems
+    assert problems["missing.spec.toml"][0].startswith("cannot be read: No such file")
+    assert problems["binary.spec.toml"][0].startswith("invalid TOML")
+    assert problems["toml.spec.toml"][0].startswith("invalid TOML")
+    assert problems["headless.spec.toml"] == ["missing [spec] table (procedure, version, title)"]
+
+
+def test_every_problem_of_a_spec_is_listed_at_once(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from rig.engine.spec import load_spec
+    from rig.errors import ConfigError
+
+    path = tmp_path / "bad.spec.toml"
+    path.write_text('''
+extra = 1
+limits_typo = 2
+[spec]
+procedure = "other"
+version = ""
+acceptance = "lenient"
+[requirements]
+REQ-1 = ""
+[limits.nan_low]
+low = nan
+unit = "%"
+requirement = "REQ-1"
+[limits.crossed]
+low = 5
+high = 1
+unit = "%"
+requirement = "REQ-1"
+acceptance = "strict"
+type = "text"
+colour = "red"
+[limits.open]
+unit = 3
+requirement = "REQ-1"
+[limits.wrong_unit]
+low = 0
+unit = "mL"
+requirement = "REQ-2"
+''', encoding="utf-8")
+    procedure = SimpleNamespace(id="logic", requirements=("REQ-1", "REQ-9"), measurements=(
+        SimpleNamespace(name="nan_low", unit="%"), SimpleNamespace(name="wrong_unit", unit="%"),
+        SimpleNamespace(name="declared_only", unit="%")))
+    with pytest.raises(ConfigError) as caught:
+        load_spec(path, procedure)  # type: ignore[arg-type]
+    problems = caught.value.problems
+    expected = [
+        "unknown table(s) extra, limits_typo (allowed: spec, limits, requirements)",
+        "requirements must be a table of \"REQ-ID\" = \"statement\" (non-empty strings)",
+        "spec.acceptance is 'lenient'; allowed: simple, guarded",
+        "spec.version must be a non-empty string",
+        "limits.nan_low.low must be a finite number, got nan",
+        "limits.crossed: unknown key(s) colour (allowed: acceptance, decision_rule, description, high, low, "
+        "requirement, type, unit)",
+        "limits.crossed.acceptance is 'strict'; allowed: simple, guarded",
+        "limits.crossed.type is 'text'; allowed: number, boolean",
+        "limits.crossed: low 5 is greater than high 1",
+        "limits.open needs low and/or high",
+        "limits.open.unit must be a string (\"\" for dimensionless)",
+        "spec.procedure is 'other' but the procedure is 'logic'",
+        "limits.wrong_unit.unit is 'mL' but the measurement is in '%'",
+        "no [limits.declared_only] for measurement declared_only (%)",
+        "[requirements] has no statement for REQ-1 (every requirement the procedure names needs its "
+        "statement, shown next to its id in reports)",
+        "[requirements] has no statement for REQ-9 (every requirement the procedure names needs its "
+        "statement, shown next to its id in reports)",
+        "limits.crossed: procedure logic has no measurement of that name",
+        "limits.open: procedure logic has no measurement of that name",
+    ]
+    assert problems == expected
+
+
+def test_limits_that_are_not_tables_and_requirements_without_statements(tmp_path: Path) -> None:
+    from rig.engine.spec import load_spec
+    from rig.errors import ConfigError
+
+    path = tmp_path / "odd.spec.toml"
+    path.write_text('limits = 3\n[spec]\nprocedure = "p"\nversion = "1"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_spec(path)
+    assert caught.value.problems == ["limits must be a table of [limits.<measurement>] tables"]
+    path.write_text('[spec]\nprocedure = "p"\nversion = "1"\n[limits]\nm = 1\n[requirements]\nREQ-1 = "Delivers."\n'
+                    '[limits.n]\nlow = 0\nunit = ""\nrequirement = "REQ-2"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_spec(path)
+    assert caught.value.problems == ["limits.m must be a table",
+                                     "limits.n.requirement 'REQ-2' has no statement in [requirements]"]
