@@ -20,6 +20,10 @@ tests/coverage_check.py): each is forced here by fault injection and its outcome
 * rig/engine/spec.py — guarded acceptance without a finite uncertainty never passes; every problem
   of a spec file (unreadable, not TOML, no [spec], NaN limit, crossed limits, unknown keys, units,
   requirements without statements) is listed at once;
+* reports/keys.py — scrypt cost out of range at creation, weakened or damaged key files (KDF
+  parameters, cipher, salt), a key id that is not the key's, what is not a private key file
+  (symbolic link, folder, FIFO, oversized, another format, under a file, a linked key folder,
+  another owner);
 * rig/engine/acquisition.py — listeners left on the DAQ behind the run's back leave with it, pacing
   only in virtual time, a guard that holds time still is dropped (the run cannot hang), live
   readings: none yet, a value that is not a number, a failing read recorded once.
@@ -656,3 +660,127 @@ def test_limits_that_are_not_tables_and_requirements_without_statements(tmp_path
         load_spec(path)
     assert caught.value.problems == ["limits.m must be a table",
                                      "limits.n.requirement 'REQ-2' has no statement in [requirements]"]
+
+
+# -- reports/keys.py: key files at rest ------------------------------------------------------------
+
+PASSPHRASE = "a passphrase of the test"
+
+
+def _key(folder: Path, name: str = "k.key") -> Path:
+    from reports.keys import MIN_SCRYPT_LOG2_N, generate_key_file
+
+    folder.mkdir(mode=0o700, exist_ok=True)
+    generate_key_file(folder / name, signer_id="s", printed_name="S. Igner", passphrase=PASSPHRASE,
+                      scrypt_log2_n=MIN_SCRYPT_LOG2_N)  # the cheapest cost the reader accepts
+    return folder / name
+
+
+def _rewrite(path: Path, **changes: Any) -> None:
+    from reports.canonical import canonical_json
+
+    document = json.loads(path.read_bytes())
+    for dotted, value in changes.items():
+        node = document
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    path.write_bytes(canonical_json(document) + b"\n")
+
+
+@pytest.mark.parametrize("log2_n", [9, 23])
+def test_a_key_is_never_made_with_a_scrypt_cost_out_of_range(tmp_path: Path, log2_n: int) -> None:
+    from reports.keys import generate_key_file
+    from rig.errors import UsageError
+
+    with pytest.raises(UsageError, match=rf"scrypt cost 2\*\*{log2_n} out of range 2\*\*10\.\.2\*\*22"):
+        generate_key_file(tmp_path / "k.key", signer_id="s", printed_name="S", passphrase=PASSPHRASE,
+                          scrypt_log2_n=log2_n)
+    assert not (tmp_path / "k.key").exists()
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"kdf__log2_n": 9}, "KDF parameters out of range"),  # weakened: cheaper to guess the passphrase
+    ({"kdf__r": 1}, "KDF parameters out of range"),
+    ({"kdf__p": 2}, "KDF parameters out of range"),
+    ({"kdf__name": "pbkdf2"}, "unsupported KDF or cipher"),
+    ({"cipher__name": "AES-128-CBC"}, "unsupported KDF or cipher"),
+    ({"kdf__salt": None}, "is damaged"),
+], ids=["log2_n-9", "r-1", "p-2", "pbkdf2", "cbc", "no-salt"])
+def test_a_weakened_or_damaged_key_file_is_refused(tmp_path: Path, change: dict[str, Any], problem: str) -> None:
+    from reports.keys import KeyFileError, load_key_file
+
+    path = _key(tmp_path / "keys")
+    _rewrite(path, **change)
+    with pytest.raises(KeyFileError, match=problem):
+        load_key_file(path, PASSPHRASE)
+
+
+def test_a_key_file_whose_key_id_is_not_its_key_is_refused(tmp_path: Path) -> None:
+    """Consistently encrypted (the header is the cipher's associated data) but naming another key id."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from reports.canonical import canonical_json
+    from reports.dsse import b64, unb64
+    from reports.keys import KeyFileError, _kdf, load_key_file
+
+    path = _key(tmp_path / "keys")
+    seed_key = load_key_file(path, PASSPHRASE).private_key
+    seed = seed_key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                  serialization.NoEncryption())
+    document = json.loads(path.read_bytes())
+    header = {k: v for k, v in document.items() if k != "ciphertext"}
+    header["key_id"] = "0" * len(header["key_id"])
+    secret = _kdf(unb64(header["kdf"]["salt"], "salt"), header["kdf"]["log2_n"]).derive(PASSPHRASE.encode())
+    ciphertext = AESGCM(secret).encrypt(unb64(header["cipher"]["nonce"], "nonce"), seed, canonical_json(header))
+    path.write_bytes(canonical_json({**header, "ciphertext": b64(ciphertext)}) + b"\n")
+    with pytest.raises(KeyFileError, match="key id does not match the key"):
+        load_key_file(path, PASSPHRASE)
+
+
+def test_what_is_not_a_private_key_file_is_refused_before_reading_it(tmp_path: Path) -> None:
+    from reports.keys import MAX_KEY_FILE_BYTES, KeyFileError, check_key_dir, read_key_header
+
+    keys = tmp_path / "keys"
+    real = _key(keys)
+    (keys / "link.key").symlink_to(real)
+    (keys / "folder.key").mkdir(mode=0o700)
+    os.mkfifo(keys / "fifo.key", 0o600)
+    big = keys / "big.key"
+    big.write_bytes(b" " * (MAX_KEY_FILE_BYTES + 1))
+    big.chmod(0o600)
+    other = keys / "other.key"
+    other.write_bytes(b'{"format": "something else"}\n')
+    other.chmod(0o600)
+    (tmp_path / "plain").write_text("a file")
+    problems = {}
+    for name, path in {"link": keys / "link.key", "folder": keys / "folder.key", "fifo": keys / "fifo.key",
+                       "big": big, "other": other,
+                       "under-a-file": tmp_path / "plain" / "k.key"}.items():
+        with pytest.raises(KeyFileError) as caught:
+            read_key_header(path)
+        problems[name] = str(caught.value)
+    assert problems["link"] == f"key file {keys / 'link.key'} is a symbolic link; give the real file"
+    assert problems["folder"] == f"no key file at {keys / 'folder.key'} (not a regular file)"
+    assert problems["fifo"] == f"no key file at {keys / 'fifo.key'} (not a regular file)"
+    assert problems["big"] == f"{big} is larger than {MAX_KEY_FILE_BYTES} bytes: not a rig key file"
+    assert problems["other"] == f"{other} is not a rig key file (format rig-ed25519-key/1 expected)"
+    assert problems["under-a-file"].startswith(f"cannot open key file {tmp_path / 'plain' / 'k.key'}: Not a directory")
+    (tmp_path / "linked-keys").symlink_to(keys)
+    with pytest.raises(KeyFileError, match="is not a directory \\(symbolic links are not followed\\)"):
+        check_key_dir(tmp_path / "linked-keys")
+    with pytest.raises(KeyFileError, match="is not a directory"):
+        check_key_dir(tmp_path / "plain")
+
+
+def test_a_key_file_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
+    from reports.keys import KeyFileError, read_key_header
+
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root (CI runs as root)")
+    path = _key(tmp_path / "keys")
+    os.chown(path, 12345, -1)
+    with pytest.raises(KeyFileError, match=rf"key file {path} is owned by uid 12345, not by you \(uid 0\)"):
+        read_key_header(path)
