@@ -197,9 +197,7 @@ def load_key_file(path: Path, passphrase: str) -> SigningKey:
         salt = unb64(kdf["salt"], "salt")
         nonce = unb64(document["cipher"]["nonce"], "nonce")
         ciphertext = unb64(document["ciphertext"], "ciphertext")
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        if isinstance(exc, KeyFileError):
-            raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # KeyFileError is none of these
         raise KeyFileError(f"{path} is damaged: {exc}") from None
     secret = _kdf(salt, log2_n).derive(passphrase_bytes(passphrase))
     try:
