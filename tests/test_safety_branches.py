@@ -24,6 +24,9 @@ tests/coverage_check.py): each is forced here by fault injection and its outcome
   parameters, cipher, salt), a key id that is not the key's, what is not a private key file
   (symbolic link, folder, FIFO, oversized, another format, under a file, a linked key folder,
   another owner);
+* reports/audit.py — never through a link or into a FIFO, log id of an empty or damaged log,
+  rollback only of its own last entry, the first broken line reported (not an object, not
+  canonical, too long), an anchor to a rewritten entry;
 * rig/engine/acquisition.py — listeners left on the DAQ behind the run's back leave with it, pacing
   only in virtual time, a guard that holds time still is dropped (the run cannot hang), live
   readings: none yet, a value that is not a number, a failing read recorded once.
@@ -784,3 +787,79 @@ def test_a_key_file_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
     os.chown(path, 12345, -1)
     with pytest.raises(KeyFileError, match=rf"key file {path} is owned by uid 12345, not by you \(uid 0\)"):
         read_key_header(path)
+
+
+# -- reports/audit.py: the hash-chained audit log -------------------------------------------------
+
+
+def test_the_audit_log_is_never_written_through_a_link_or_into_a_non_file(tmp_path: Path) -> None:
+    from reports.audit import GENESIS, AuditLogError, append_event, head
+
+    real = tmp_path / "audit.jsonl"
+    append_event(real, "test", n=1)
+    (tmp_path / "link.jsonl").symlink_to(real)
+    (tmp_path / "folder.jsonl").mkdir()
+    with pytest.raises(AuditLogError, match="is a symbolic link \\(not followed\\)"):
+        append_event(tmp_path / "link.jsonl", "test", n=2)
+    with pytest.raises(IsADirectoryError):  # O_RDWR on a folder: the kernel's refusal, passed on as is
+        append_event(tmp_path / "folder.jsonl", "test", n=2)
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    with pytest.raises(AuditLogError, match="is not a regular file"):
+        head(tmp_path / "fifo.jsonl")
+    assert head(real)[0] == 1 and head(tmp_path / "never.jsonl") == (0, GENESIS)
+
+
+def test_log_id_of_an_empty_or_damaged_log(tmp_path: Path) -> None:
+    from reports.audit import AuditLogError, anchor_of, log_id
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    assert log_id(empty) is None
+    assert anchor_of(empty)["log_id"] is None
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_bytes(b'{"seq": 1}\n')
+    with pytest.raises(AuditLogError, match="the first line is damaged"):
+        log_id(damaged)
+
+
+def test_rollback_removes_only_its_own_last_entry(tmp_path: Path) -> None:
+    from reports.audit import append_event, rollback, verify_log
+
+    path = tmp_path / "audit.jsonl"
+    first = append_event(path, "test", n=1)
+    second = append_event(path, "test", n=2)
+    assert rollback(path, first) is False  # not the last line: it stays
+    huge = {**second, "data": {"pad": "x" * 10_000}}
+    assert rollback(path, huge) is False  # longer than the whole log
+    assert rollback(path, second) is True
+    check = verify_log(path)
+    assert check.ok and check.entries == 1 and check.head == first["hash"]
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda lines: [b"[1, 2]"], "line 1 is not an object"),
+    (lambda lines: [lines[0].replace(b'"seq":1', b'"seq": 1')], "line 1: not in canonical form (edited by hand?)"),
+    (lambda lines: [lines[0], b"x" * ((1 << 20) + 1)], "line 2: longer than 1048576 bytes (not an audit entry)"),
+    (lambda lines: lines, "line 2: last line is incomplete (no newline)"),
+], ids=["not-an-object", "not-canonical", "too-long", "torn-last-line"])
+def test_verify_reports_the_first_broken_line(tmp_path: Path, damage: Any, problem: str) -> None:
+    from reports.audit import append_event, verify_log
+
+    path = tmp_path / "audit.jsonl"
+    append_event(path, "test", n=1)
+    append_event(path, "test", n=2)
+    lines = path.read_bytes().splitlines()
+    text = b"\n".join(damage(lines)) + b"\n"
+    path.write_bytes(text[:-1] if problem.startswith("line 2: last line is incomplete") else text)
+    check = verify_log(path)
+    assert not check.ok and check.problems[0].startswith(problem), check.problems
+
+
+def test_an_anchor_to_a_rewritten_entry_is_reported(tmp_path: Path) -> None:
+    from reports.audit import Anchor, append_event, verify_log
+
+    path = tmp_path / "audit.jsonl"
+    append_event(path, "test", n=1)
+    append_event(path, "test", n=2)
+    check = verify_log(path, anchors=[Anchor("RPT-1 signature #01", 2, "f" * 64)])
+    assert check.problems == ["entry 2 is not the one RPT-1 signature #01 anchored (the log was rewritten up to there)"]
