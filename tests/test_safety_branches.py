@@ -27,6 +27,9 @@ tests/coverage_check.py): each is forced here by fault injection and its outcome
 * reports/audit.py — never through a link or into a FIFO, log id of an empty or damaged log,
   rollback only of its own last entry, the first broken line reported (not an object, not
   canonical, too long), an anchor to a rewritten entry;
+* reports/verify.py — a manifest listing a file twice or with a stray hash scope, results.json that
+  disagrees with the manifest (report id, verdict, simulated flag), a signed statement that differs
+  from the bundle (verdict, simulated flag, the signer's printed name), no registry to check with;
 * rig/engine/acquisition.py — listeners left on the DAQ behind the run's back leave with it, pacing
   only in virtual time, a guard that holds time still is dropped (the run cannot hang), live
   readings: none yet, a value that is not a number, a failing read recorded once.
@@ -863,3 +866,128 @@ def test_an_anchor_to_a_rewritten_entry_is_reported(tmp_path: Path) -> None:
     append_event(path, "test", n=2)
     check = verify_log(path, anchors=[Anchor("RPT-1 signature #01", 2, "f" * 64)])
     assert check.problems == ["entry 2 is not the one RPT-1 signature #01 anchored (the log was rewritten up to there)"]
+
+
+# -- reports/verify.py: what makes a bundle INVALID -----------------------------------------------
+
+
+@pytest.fixture
+def signing_lab(tmp_path: Path) -> dict[str, Any]:
+    from reports.registry import Registry
+    from reports.synthetic import make_signer
+
+    registry = Registry(tmp_path / "keys" / "registry.json")
+    return {"root": tmp_path, "registry": registry, "audit": tmp_path / "audit.jsonl",
+            "tech": make_signer(registry, tmp_path / "keys", "demo.tech", "Jane Doe", ["performed_by"])}
+
+
+def _bundle(lab: dict[str, Any], name: str = "r1") -> Path:
+    from reports.bundle import build_bundle
+    from reports.synthetic import write_record
+
+    return build_bundle(write_record(lab["root"] / "runs" / name, "PASS", duration_s=60.0), audit_log=lab["audit"])
+
+
+def _edit_manifest(bundle: Path, change: Any) -> None:
+    """What an attacker who also rewrites the manifest does: the result is still canonical."""
+    from reports.bundle import load_manifest
+    from reports.canonical import canonical_json
+
+    manifest, _ = load_manifest(bundle)
+    change(manifest)
+    (bundle / "manifest.json").write_bytes(canonical_json(manifest))
+
+
+def _edit_results(bundle: Path, change: Any) -> None:
+    """results.json changed and its manifest entry re-hashed to match."""
+    import hashlib
+
+    from reports.canonical import canonical_json
+
+    results = json.loads((bundle / "results.json").read_bytes())
+    change(results)
+    data = canonical_json(results)
+    (bundle / "results.json").write_bytes(data)
+
+    def rehash(manifest: dict[str, Any]) -> None:
+        entry = next(e for e in manifest["files"] if e["path"] == "results.json")
+        entry["sha256"], entry["size"] = hashlib.sha256(data).hexdigest(), len(data)
+
+    _edit_manifest(bundle, rehash)
+
+
+def _problems(bundle: Path, registry: Any) -> list[str]:
+    from reports.verify import verify_bundle
+
+    check = verify_bundle(bundle, registry, allow_unsigned=True)
+    return check.problems + [p for s in check.signatures for p in s.problems]
+
+
+def test_a_manifest_listing_a_file_twice_or_with_a_stray_hash_scope_is_invalid(signing_lab: dict[str, Any]) -> None:
+    bundle = _bundle(signing_lab)
+    assert _problems(bundle, signing_lab["registry"]) == []
+
+    def twice_and_scoped(manifest: dict[str, Any]) -> None:
+        entry = next(e for e in manifest["files"] if e["path"] == "results.json")
+        entry["hash_scope"] = "whole file"
+        manifest["files"].append(dict(entry))
+
+    _edit_manifest(bundle, twice_and_scoped)
+    problems = _problems(bundle, signing_lab["registry"])
+    assert "manifest lists results.json twice" in problems
+    assert "results.json: unexpected hash_scope in the manifest" in problems
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda r: r.update(report_id="RPT-OTHER"), "results.json report id RPT-OTHER differs from the manifest's"),
+    (lambda r: r["verdict"].update(outcome="FAIL"), "results.json verdict FAIL differs from the manifest's PASS"),
+    (lambda r: r["station"].update(simulated=False),
+     "results.json validity conditions or simulated flag differ from the manifest's"),
+], ids=["report-id", "verdict", "simulated"])
+def test_results_that_disagree_with_the_manifest_are_invalid(signing_lab: dict[str, Any], change: Any,
+                                                             problem: str) -> None:
+    bundle = _bundle(signing_lab)
+    _edit_results(bundle, change)
+    problems = _problems(bundle, signing_lab["registry"])
+    assert any(p.startswith(problem) for p in problems), problems
+
+
+def _signed_statement(lab: dict[str, Any], bundle: Path, **override: Any) -> None:
+    """A statement signed with a registered key, ``override`` changing what it claims."""
+    from reports.bundle import load_manifest
+    from reports.canonical import canonical_json, sha256_hex
+    from reports.dsse import sign_envelope
+    from reports.verify import STATEMENT_KIND, chain_hash
+
+    key = lab["tech"]
+    manifest, manifest_bytes = load_manifest(bundle)
+    statement = {
+        "statement": STATEMENT_KIND, "manifest_sha256": sha256_hex(manifest_bytes),
+        "report_id": manifest["report_id"], "run_id": manifest["run_id"], "verdict": manifest["verdict"],
+        "role": "performed_by", "meaning": "I performed this test; verdict PASS", "signer_id": key.signer_id,
+        "printed_name": key.printed_name, "key_id": key.key_id, "signed_at": "2026-01-10T10:00:00.000000Z",
+        "sequence": 1, "prior_signatures_sha256": chain_hash([]),
+        "simulated": manifest["simulated"], "conditions": manifest["conditions"], **override,
+    }
+    (bundle / "signatures").mkdir(exist_ok=True)
+    (bundle / "signatures" / "01-performed_by.dsse.json").write_bytes(
+        sign_envelope(canonical_json(statement), key.private_key, key.key_id))
+
+
+@pytest.mark.parametrize("override, problem", [
+    ({"verdict": "FAIL"}, "statement verdict FAIL differs from the bundle verdict PASS"),
+    ({"simulated": False}, "statement's simulated flag or validity conditions differ from the bundle's"),
+    ({"printed_name": "Someone Else"}, "belongs to demo.tech (Jane Doe), not"),
+], ids=["verdict", "simulated", "printed-name"])
+def test_a_signed_statement_that_differs_from_the_bundle_is_invalid(signing_lab: dict[str, Any],
+                                                                    override: dict[str, Any], problem: str) -> None:
+    bundle = _bundle(signing_lab)
+    _signed_statement(signing_lab, bundle, **override)
+    problems = _problems(bundle, signing_lab["registry"])
+    assert any(problem in p for p in problems), problems
+
+
+def test_a_signature_without_a_registry_is_not_checked_and_not_trusted(signing_lab: dict[str, Any]) -> None:
+    bundle = _bundle(signing_lab)
+    _signed_statement(signing_lab, bundle)
+    assert any(p.endswith("no key registry given: signature cannot be checked") for p in _problems(bundle, None))
