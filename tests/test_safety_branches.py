@@ -30,6 +30,9 @@ tests/coverage_check.py): each is forced here by fault injection and its outcome
 * reports/verify.py — a manifest listing a file twice or with a stray hash scope, results.json that
   disagrees with the manifest (report id, verdict, simulated flag), a signed statement that differs
   from the bundle (verdict, simulated flag, the signer's printed name), no registry to check with;
+* rig/engine/runner.py — a DAQ that cannot be stopped, whose interlock cannot be detached and whose
+  listeners cannot be released still ends the run in its read-back safe state with the failures as
+  warnings; a record that cannot be created still reaches the safe state (ERROR);
 * rig/engine/acquisition.py — listeners left on the DAQ behind the run's back leave with it, pacing
   only in virtual time, a guard that holds time still is dropped (the run cannot hang), live
   readings: none yet, a value that is not a number, a failing read recorded once.
@@ -991,3 +994,55 @@ def test_a_signature_without_a_registry_is_not_checked_and_not_trusted(signing_l
     bundle = _bundle(signing_lab)
     _signed_statement(signing_lab, bundle)
     assert any(p.endswith("no key registry given: signature cannot be checked") for p in _problems(bundle, None))
+
+
+# -- rig/engine/runner.py: the end of a run when parts of the rig fail -----------------------------
+
+
+class UnstoppableDaq(StreamingDaq):
+    """A DAQ that streams but cannot be stopped, and whose listeners cannot be removed."""
+
+    def stop_acquisition(self) -> Any:
+        raise OSError(5, "Input/output error")
+
+    def remove_listener(self, listener: Any) -> None:
+        raise RuntimeError("the DAQ session is gone")
+
+
+def test_a_daq_that_cannot_be_stopped_or_detached_still_ends_the_run_in_its_safe_state(tmp_path: Path) -> None:
+    from test_runner_logic import MemoryBench, procedure_with, run, start_pump
+
+    from rig.engine.procedure import Step
+
+    bench = MemoryBench()
+    bench.daq = UnstoppableDaq()
+    proc = procedure_with(Step("start", start_pump), Step("measure", lambda ctx: ctx.measure("error_pct", 0.5)),
+                          tmp_path=tmp_path)
+    result, record = run(proc, tmp_path, bench)
+    warnings = [e["detail"] for e in record.of_type("event") if e.get("kind") == "warning"]
+    assert "stopping DAQ acquisition failed: [Errno 5] Input/output error" in " ".join(warnings)
+    assert any(w.startswith("detaching the interlock failed: ") and "the DAQ session is gone" in w for w in warnings)
+    assert any(w.startswith("releasing the run's DAQ listeners failed: ") for w in warnings)
+    assert bench.safe_state_calls == 1 and record.of_type("safe_state")[0]["confirmed"] is True
+    assert not bench.pump.running
+    assert result.outcome == "PASS" and record.of_type("run_finished")[0]["daq"] is None
+
+
+def test_a_record_that_cannot_be_created_still_reaches_the_safe_state(tmp_path: Path) -> None:
+    from test_runner_logic import MemoryBench, procedure_with, start_pump
+
+    from rig.engine.operator import Operator
+    from rig.engine.params import parse_params
+    from rig.engine.procedure import Step
+    from rig.engine.runner import Runner
+
+    (tmp_path / "runs").write_text("a file where the runs folder should be")
+    bench = MemoryBench()
+    bench.pump.running = True  # left running by whatever came before
+    proc = procedure_with(Step("start", start_pump), tmp_path=tmp_path)
+    result = Runner(procedure=proc, spec=proc.load_spec(), params=parse_params([], proc), bench=bench,
+                    run_dir=tmp_path / "runs" / "r1", run_id="r1", operator=Operator("tester", interactive=False),
+                    software={"version": "test", "git_sha": None}).run()
+    assert result.outcome == "ERROR" and result.safe_state_confirmed
+    assert bench.safe_state_calls == 1 and not bench.pump.running
+    assert (tmp_path / "runs").is_file()  # nothing was written in its place
