@@ -1046,3 +1046,21 @@ def test_a_record_that_cannot_be_created_still_reaches_the_safe_state(tmp_path: 
     assert result.outcome == "ERROR" and result.safe_state_confirmed
     assert bench.safe_state_calls == 1 and not bench.pump.running
     assert (tmp_path / "runs").is_file()  # nothing was written in its place
+
+
+def test_an_abort_requested_during_a_step_skips_every_later_step(tmp_path: Path) -> None:
+    from test_runner_logic import MemoryBench, procedure_with, run, start_pump
+
+    from rig.engine.procedure import Step
+
+    abort, bench = AbortFlag(), MemoryBench()
+
+    def operator_presses_abort(ctx: Any) -> None:
+        abort.request(ABORTED, "aborted by the operator")  # e.g. the panel's abort button; the step returns
+
+    proc = procedure_with(Step("start", start_pump), Step("abort", operator_presses_abort),
+                          Step("never", lambda ctx: ctx.measure("error_pct", 0.0)), tmp_path=tmp_path)
+    result, record = run(proc, tmp_path, bench, abort=abort)
+    assert (result.outcome, result.reason) == ("ABORTED", "aborted by the operator")
+    assert [e["step"] for e in record.of_type("step_started")] == ["start", "abort"]
+    assert record.of_type("safe_state")[0]["confirmed"] is True and not bench.pump.running
