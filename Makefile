@@ -24,10 +24,12 @@ serve: $(STAMP)
 
 # the suite, once, under coverage.py (only the safety-critical modules are measured, every Python
 # child counted), then the branch coverage of those modules against their enforced levels, naming
-# every branch never taken (tests/coverage_check.py, docs/testing.md); fails if either fails
+# every branch never taken (tests/coverage_check.py, docs/testing.md); fails if either fails.
+# --dist loadfile: a module's tests on one worker, so a module-scoped fixture (one finished run
+# shared by its asserts) is built once, not once per worker (docs/testing.md)
 test: $(STAMP)
 	rm -f .coverage .coverage.*
-	RIG_COVERAGE_DATA=$(CURDIR)/.coverage $(BIN)/python -m pytest -n 2 -q --cov --cov-report=
+	RIG_COVERAGE_DATA=$(CURDIR)/.coverage $(BIN)/python -m pytest -n 2 --dist loadfile -q --cov --cov-report=
 	$(BIN)/python tests/coverage_check.py
 
 # kept for habit: the same as `make test`
