@@ -709,6 +709,17 @@ def test_a_key_is_never_made_with_a_scrypt_cost_out_of_range(tmp_path: Path, log
     assert not (tmp_path / "k.key").exists()
 
 
+def test_a_key_is_never_made_with_a_short_passphrase(tmp_path: Path) -> None:
+    from reports.keys import MIN_PASSPHRASE_CHARS, MIN_SCRYPT_LOG2_N, generate_key_file
+    from rig.errors import UsageError
+
+    short = "x" * (MIN_PASSPHRASE_CHARS - 1)
+    with pytest.raises(UsageError, match=rf"passphrase is {len(short)} characters; use at least {MIN_PASSPHRASE_CHARS}"):
+        generate_key_file(tmp_path / "k.key", signer_id="s", printed_name="S", passphrase=short,
+                          scrypt_log2_n=MIN_SCRYPT_LOG2_N)
+    assert not (tmp_path / "k.key").exists()
+
+
 @pytest.mark.parametrize("change, problem", [
     ({"kdf__log2_n": 9}, "KDF parameters out of range"),  # weakened: cheaper to guess the passphrase
     ({"kdf__r": 1}, "KDF parameters out of range"),
