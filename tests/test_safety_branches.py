@@ -30,6 +30,8 @@ tests/coverage_check.py): each is forced here by fault injection and its outcome
 * reports/verify.py — a manifest listing a file twice or with a stray hash scope, results.json that
   disagrees with the manifest (report id, verdict, simulated flag), a signed statement that differs
   from the bundle (verdict, simulated flag, the signer's printed name), no registry to check with;
+  what a bundle anchors in the audit log (a record anchored to another log, a line that is not an
+  object, a signature without anchor, one signed while the log was empty);
 * rig/engine/runner.py — a DAQ that cannot be stopped, whose interlock cannot be detached and whose
   listeners cannot be released still ends the run in its read-back safe state with the failures as
   warnings; a record that cannot be created still reaches the safe state (ERROR);
@@ -1075,3 +1077,32 @@ def test_an_abort_requested_during_a_step_skips_every_later_step(tmp_path: Path)
     assert (result.outcome, result.reason) == ("ABORTED", "aborted by the operator")
     assert [e["step"] for e in record.of_type("step_started")] == ["start", "abort"]
     assert record.of_type("safe_state")[0]["confirmed"] is True and not bench.pump.running
+
+
+def test_what_a_bundle_anchors_in_the_audit_log(signing_lab: dict[str, Any]) -> None:
+    """``rig audit verify --bundle``'s reading of a bundle: the run record's anchor and the
+    signatures' anchors in this log, anchors in another log set aside, unanchored signatures named."""
+    from reports.audit import GENESIS
+    from reports.verify import bundle_anchors
+
+    bundle = _bundle(signing_lab)
+    this_log, other_log = "a" * 64, "b" * 64
+    record = bundle / "record.jsonl"
+    lines = record.read_bytes().splitlines()
+    started = json.loads(lines[0])
+    started["audit_anchor"] = {"log_id": other_log, "seq": 3, "hash": "c" * 64}
+    record.write_bytes(b"\n".join([json.dumps(started).encode(), b"[1, 2]", *lines[1:]]) + b"\n")
+
+    _signed_statement(signing_lab, bundle)  # signed before anchoring existed: no audit_anchor
+    anchors, expected, problems = bundle_anchors(bundle, this_log)
+    assert anchors == [] and expected == []
+    assert problems[0].endswith("signature #01 (performed_by) carries no audit anchor (signed before anchoring): "
+                                "not checked")
+    assert "nothing in this bundle is anchored to this audit log" in problems[1]
+    assert "run record is anchored to another audit log (first entry bbbbbbbbbbbbbbbb…)" in problems[1]
+
+    # signed while the log was still empty: no entry to anchor to, but its own entry is expected
+    _signed_statement(signing_lab, bundle, audit_anchor={"log_id": None, "seq": 0, "hash": GENESIS})
+    anchors, expected, problems = bundle_anchors(bundle, this_log)
+    assert anchors == [] and [(e.kind, e.key) for e in expected] == [("signature", "envelope_sha256")]
+    assert problems == []
