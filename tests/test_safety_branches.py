@@ -1106,3 +1106,13 @@ def test_what_a_bundle_anchors_in_the_audit_log(signing_lab: dict[str, Any]) -> 
     anchors, expected, problems = bundle_anchors(bundle, this_log)
     assert anchors == [] and [(e.kind, e.key) for e in expected] == [("signature", "envelope_sha256")]
     assert problems == []
+
+
+def test_require_hardware_refuses_a_simulated_bundle(signing_lab: dict[str, Any]) -> None:
+    from reports.verify import verify_bundle
+
+    bundle = _bundle(signing_lab)
+    assert verify_bundle(bundle, signing_lab["registry"], allow_unsigned=True).problems == []
+    problems = verify_bundle(bundle, signing_lab["registry"], allow_unsigned=True, require_hardware=True).problems
+    assert len(problems) == 1 and problems[0].startswith("simulated data (station mode ")
+    assert problems[0].endswith("--require-hardware accepts only a hardware station on a real clock")
