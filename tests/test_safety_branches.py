@@ -35,6 +35,9 @@ tests/coverage_check.py): each is forced here by fault injection and its outcome
 * rig/engine/runner.py — a DAQ that cannot be stopped, whose interlock cannot be detached and whose
   listeners cannot be released still ends the run in its read-back safe state with the failures as
   warnings; a record that cannot be created still reaches the safe state (ERROR);
+* rig/engine/runner.py (start) — an overdue calibration refuses the run only under the block
+  policy; the item serial is the one the item reports or, if it reports none, the station names;
+  events reach only an open record, background failures are recorded up to a cap and then counted;
 * rig/engine/acquisition.py — listeners left on the DAQ behind the run's back leave with it, pacing
   only in virtual time, a guard that holds time still is dropped (the run cannot hang), live
   readings: none yet, a value that is not a number, a failing read recorded once.
@@ -1116,3 +1119,84 @@ def test_require_hardware_refuses_a_simulated_bundle(signing_lab: dict[str, Any]
     problems = verify_bundle(bundle, signing_lab["registry"], allow_unsigned=True, require_hardware=True).problems
     assert len(problems) == 1 and problems[0].startswith("simulated data (station mode ")
     assert problems[0].endswith("--require-hardware accepts only a hardware station on a real clock")
+
+
+# -- rig/engine/runner.py: what refuses a run, and faults from other threads ------------------------
+
+
+def _station(policy: str, *, overdue: bool, under_test_serial: str | None = "P-1") -> Any:
+    import datetime as dt
+    from types import SimpleNamespace
+
+    pump = SimpleNamespace(name="pump", serial=under_test_serial or "P-1", under_test=under_test_serial is not None,
+                           calibration_due=dt.date(2020, 1, 1), calibration_overdue=lambda: overdue)
+    return SimpleNamespace(calibration_policy=policy, instruments={"pump": pump})
+
+
+def test_an_overdue_calibration_refuses_the_run_only_under_the_block_policy() -> None:
+    from rig.engine.runner import check_calibration_policy
+    from rig.errors import UsageError
+
+    with pytest.raises(UsageError, match=r'calibration overdue: instruments\.pump \(serial P-1\) was due 2020-01-01; '
+                                         r'station calibration_policy = "block" refuses to start'):
+        check_calibration_policy(_station("block", overdue=True))
+    check_calibration_policy(_station("block", overdue=False))  # nothing overdue: starts
+    check_calibration_policy(_station("warn", overdue=True))  # warn: starts (the record warns)
+
+
+def test_the_item_serial_must_be_the_one_the_item_reports_or_the_station_names() -> None:
+    from types import SimpleNamespace
+
+    from rig.engine.runner import item_serial_problem
+
+    station = _station("warn", overdue=False)
+    reports = {"pump": SimpleNamespace(serial="P-REPORTED")}
+    silent = {"pump": SimpleNamespace(serial="")}  # e.g. the NE-1000 reports none
+    assert item_serial_problem(station, reports, {"item_serial": " P-REPORTED "}) is None
+    assert item_serial_problem(station, reports, {"item_serial": "P-1"}) == (
+        "item under test: serial 'P-1' was entered, but instruments.pump reports serial 'P-REPORTED'; "
+        "check the pump on the bench (the run did not start)")
+    assert item_serial_problem(station, silent, {"item_serial": "P-1"}) is None
+    assert "is named in the station file with serial 'P-1'" in str(item_serial_problem(station, silent,
+                                                                                        {"item_serial": "X"}))
+    assert item_serial_problem(station, reports, {}) is None  # nothing entered: nothing to compare
+    assert item_serial_problem(_station("warn", overdue=False, under_test_serial=None), reports,
+                               {"item_serial": "X"}) is None  # no item under test on this station
+
+
+def test_events_and_background_faults_reach_only_an_open_record(tmp_path: Path) -> None:
+    from test_runner_logic import MemoryBench, procedure_with
+
+    from rig.engine.operator import Operator
+    from rig.engine.params import parse_params
+    from rig.engine.procedure import Step
+    from rig.engine.runner import MAX_RECORDED_FAULTS, Runner
+    from rig.record import read_record
+
+    seen: dict[str, Any] = {}
+
+    def step(ctx: Any) -> None:
+        seen["during"] = runner.event("hangup", "the terminal hung up")
+        for n in range(MAX_RECORDED_FAULTS + 3):  # a listener failing on every chunk
+            runner.faults.report("warning", f"display listener failed ({n})", None)
+        ctx.measure("error_pct", 0.0)
+
+    proc = procedure_with(Step("s", step), tmp_path=tmp_path)
+    runner = Runner(procedure=proc, spec=proc.load_spec(), params=parse_params([], proc), bench=MemoryBench(),
+                    run_dir=tmp_path / "runs" / "r1", run_id="r1", operator=Operator("tester", interactive=False),
+                    software={"version": "test", "git_sha": None})
+    seen["before"] = runner.event("hangup", "too early")
+    result = runner.run()
+    seen["after"] = runner.event("hangup", "too late")
+    runner.faults.report("error", "a thread failed after the run", "Traceback ...")  # the record is closed
+    assert seen == {"before": False, "during": True, "after": False}
+    record = read_record(result.run_dir)
+    details = [e["detail"] for e in record.of_type("event")]
+    assert "the terminal hung up" in details and "too early" not in details and "too late" not in details
+    recorded = [d for d in details if d.startswith("display listener failed")]
+    assert len(recorded) == MAX_RECORDED_FAULTS  # recorded one by one up to the cap, then counted
+    assert f"3 more background failure(s) after the first {MAX_RECORDED_FAULTS} were not recorded one by one" \
+        in details
+    assert result.outcome == "PASS", result.reason  # warnings from other threads decide nothing
+    assert record.events[-1]["type"] == "run_finished"  # the late error was not written after it
+    assert "a thread failed after the run" not in [e.get("detail") for e in read_record(result.run_dir).events]
