@@ -1188,7 +1188,13 @@ def test_events_and_background_faults_reach_only_an_open_record(tmp_path: Path) 
     seen["before"] = runner.event("hangup", "too early")
     result = runner.run()
     seen["after"] = runner.event("hangup", "too late")
-    runner.faults.report("error", "a thread failed after the run", "Traceback ...")  # the record is closed
+    runner.faults.report("error", "a thread failed after the run", "Traceback ...")  # past the cap, closed
+    idle = Runner(procedure=proc, spec=proc.load_spec(), params=parse_params([], proc), bench=MemoryBench(),
+                  run_dir=tmp_path / "runs" / "r2", run_id="r2", operator=Operator("tester", interactive=False),
+                  software={"version": "test", "git_sha": None})
+    idle.faults.report("error", "a thread failed before any record", "Traceback ...")  # no record to write to
+    assert idle.abort.requested is not None and idle.abort.requested.outcome == "ERROR"
+    assert not (tmp_path / "runs" / "r2").exists()
     assert seen == {"before": False, "during": True, "after": False}
     record = read_record(result.run_dir)
     details = [e["detail"] for e in record.of_type("event")]
