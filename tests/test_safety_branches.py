@@ -339,6 +339,8 @@ def test_a_hang_up_detaches_stdio_and_calls_on_hangup_in_a_new_thread(monkeypatc
         called.set()
 
     flag = AbortFlag()
+    # only the main thread can catch it; anywhere else SIGHUP would end the test process
+    assert threading.current_thread() is threading.main_thread()
     with abort_on_signals(flag, on_hangup=on_hangup):
         os.kill(os.getpid(), signal.SIGHUP)
         assert called.wait(60)
