@@ -35,7 +35,7 @@ tests/coverage_check.py): each is forced here by fault injection and its outcome
 * rig/engine/runner.py — a DAQ that cannot be stopped, whose interlock cannot be detached and whose
   listeners cannot be released still ends the run in its read-back safe state with the failures as
   warnings; a record that cannot be created still reaches the safe state (ERROR);
-* rig/engine/runner.py (start) — an overdue calibration refuses the run only under the block
+* rig/engine/runner.py (start) — no interlock, no run; an overdue calibration refuses the run only under the block
   policy; the item serial is the one the item reports or, if it reports none, the station names;
   events reach only an open record, background failures are recorded up to a cap and then counted;
 * rig/engine/acquisition.py — listeners left on the DAQ behind the run's back leave with it, pacing
@@ -1208,3 +1208,29 @@ def test_events_and_background_faults_reach_only_an_open_record(tmp_path: Path) 
     assert result.outcome == "PASS", result.reason  # warnings from other threads decide nothing
     assert record.events[-1]["type"] == "run_finished"  # the late error was not written after it
     assert "a thread failed after the run" not in [e.get("detail") for e in read_record(result.run_dir).events]
+
+
+class UnarmableDaq(StreamingDaq):
+    """A DAQ on which the interlock's check cannot be registered."""
+
+    def add_chunk_listener(self, listener: Any, *, safety: bool = False) -> None:
+        raise RuntimeError("listener table full")
+
+
+def test_no_interlock_no_run(tmp_path: Path) -> None:
+    """Fail closed: if the interlock cannot be armed, no step runs; the run ends ERROR in its
+    read-back safe state (the pump, left running before the run, is stopped)."""
+    from test_runner_logic import MemoryBench, procedure_with, run, start_pump
+
+    from rig.engine.procedure import Step
+
+    bench = MemoryBench()
+    bench.daq = UnarmableDaq()
+    bench.pump.running = True
+    proc = procedure_with(Step("start", start_pump), tmp_path=tmp_path)
+    result, record = run(proc, tmp_path, bench)
+    assert result.outcome == "ERROR" and "listener table full" in result.reason
+    assert record.of_type("step_started") == []
+    assert bench.safe_state_calls == 1 and not bench.pump.running
+    assert record.of_type("safe_state")[0]["confirmed"] is True
+    assert not [e for e in record.of_type("event") if e.get("kind") == "interlock"]  # never said it was armed
