@@ -162,10 +162,11 @@ def read_key_header(path: Path) -> dict[str, Any]:
         if exc.errno == errno.ELOOP:
             raise KeyFileError(f"key file {path} is a symbolic link; give the real file") from None
         raise KeyFileError(f"cannot open key file {path}: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # before fdopen, which raises IsADirectoryError for a folder
+        os.close(fd)
+        raise KeyFileError(f"no key file at {path} (not a regular file)")
     with os.fdopen(fd, "rb") as handle:
-        st = os.fstat(handle.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise KeyFileError(f"no key file at {path} (not a regular file)")
         problem = _private_file_problem(st, f"key file {path}")
         if problem:
             raise KeyFileError(problem)
@@ -196,9 +197,7 @@ def load_key_file(path: Path, passphrase: str) -> SigningKey:
         salt = unb64(kdf["salt"], "salt")
         nonce = unb64(document["cipher"]["nonce"], "nonce")
         ciphertext = unb64(document["ciphertext"], "ciphertext")
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        if isinstance(exc, KeyFileError):
-            raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # KeyFileError is none of these
         raise KeyFileError(f"{path} is damaged: {exc}") from None
     secret = _kdf(salt, log2_n).derive(passphrase_bytes(passphrase))
     try:

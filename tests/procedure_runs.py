@@ -51,11 +51,22 @@ class Run:
 
 
 @contextmanager
-def sim_bench(tmp_path: Path, **station_set: Any) -> Iterator[tuple[Path, SimControl]]:
+def sim_bench(tmp_path: Path, *, model_step_s: float | None = None,
+              **station_set: Any) -> Iterator[tuple[Path, SimControl]]:
     """A `rig sim serve` child for a station with ``station_set`` overrides; yields the station
-    file that attaches to it and its control channel."""
+    file that attaches to it and its control channel.
+
+    ``model_step_s``: serve the bench in this process instead, its model's longest step raised to
+    this (``FluidLine.max_step_s``, 0.25 s). For days of a slow peristaltic head: the model steps
+    a running head at 1/16 of its pulsation period but never longer than that cap, so at ~0.01 Hz
+    pulsation a day costs ~350 000 steps of 0.25 s; volumes are exact integrals over any step.
+    Raised cap, same rule: the same delivery at a fraction of the cost."""
     overrides = {**FAST_DAQ, **station_set}
     served = write_station(tmp_path, set=overrides, name="served.toml")
+    if model_step_s is not None:
+        with _in_process_bench(tmp_path, served, overrides, model_step_s) as bench:
+            yield bench
+        return
     sim = start_sim(served, timeout_s=60)
     try:
         attach = write_station(tmp_path, set={**overrides, "sim.attach": str(sim.resources_path)},
@@ -69,12 +80,36 @@ def sim_bench(tmp_path: Path, **station_set: Any) -> Iterator[tuple[Path, SimCon
         sim.stop()
 
 
+@contextmanager
+def _in_process_bench(tmp_path: Path, served: Path, overrides: dict[str, Any],
+                      model_step_s: float) -> Iterator[tuple[Path, SimControl]]:
+    from instruments.sim.server import SimServer
+    from rig.cli.commands.sim import write_resources
+    from rig.station.config import load_station
+
+    server = SimServer(load_station(served))
+    server.world.model.max_step_s = model_step_s
+    server.start()
+    try:
+        resources = tmp_path / "resources.json"
+        write_resources(resources, server.resources())
+        attach = write_station(tmp_path, set={**overrides, "sim.attach": str(resources)}, name="attach.toml")
+        control = SimControl(server.control.address)
+        try:
+            yield attach, control
+        finally:
+            control.close()
+    finally:
+        server.stop()
+
+
 def run_procedure(tmp_path: Path, procedure: str, params: dict[str, float] | None = None, *,
                   fault: Callable[[SimControl], None] | None = None, answers: dict[str, str] | None = None,
-                  **station_set: Any) -> Run:
+                  model_step_s: float | None = None, **station_set: Any) -> Run:
     """`rig run PROCEDURE` on a fresh simulated bench; ``fault`` is applied before the run;
-    ``answers`` adds operator answers to the item serial and set-up every procedure needs."""
-    with sim_bench(tmp_path, **station_set) as (station, control):
+    ``answers`` adds operator answers to the item serial and set-up every procedure needs;
+    ``model_step_s``: see ``sim_bench``."""
+    with sim_bench(tmp_path, model_step_s=model_step_s, **station_set) as (station, control):
         if fault is not None:
             fault(control)
         out = tmp_path / "runs"

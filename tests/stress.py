@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(1, args.runs + 1):
             print(f"== stress run {n}/{args.runs} with {args.hogs} CPU hog(s)", flush=True)
             t0 = time.monotonic()
-            code = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-q", "-p", "no:cacheprovider",
+            code = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-q", "-p", "no:cacheprovider",
                                    *args.pytest_args], cwd=REPO).returncode
             results.append((code, time.monotonic() - t0))
             print(f"== stress run {n}/{args.runs}: exit {code} in {results[-1][1]:.0f} s", flush=True)

@@ -35,6 +35,11 @@ PROCEDURE = procedures.load("reservoir_cycle")
 DEFAULTS = PROCEDURE.defaults()
 REFILLED = {"refill": "done"}
 SHORT = {"interval_days": 1, "blank_h": 2, "poll_s": 600, "balance_read_min": 60}
+# Days of a slow peristaltic head: the model's step cap raised from 0.25 s (procedure_runs.sim_bench).
+# The model still steps at 1/16 of the head's pulsation period (8 rollers x 10 rpm per mL/h: 5.2 s at
+# 0.009 mL/h, 7.8 s at 0.006 mL/h, 0.5 s during a bolus), which is below this cap: same physics,
+# ~50 000 instead of ~1 000 000 steps (the test took ~160 s, now ~17 s).
+WEAR_MODEL_STEP_S = 10.0
 
 
 def test_the_default_day_and_fill_by_hand() -> None:
@@ -92,6 +97,7 @@ def test_tubing_wear_shows_as_drift_and_fails(tmp_path: Path) -> None:
     # still within ±5 %.
     pump = copy.deepcopy(PERISTALTIC_PUMP)
     run = run_procedure(tmp_path, "reservoir_cycle", {**SHORT, "interval_days": 2}, answers=REFILLED,
+                        model_step_s=WEAR_MODEL_STEP_S,
                         **{"instruments.pump": pump, "sim.tubing_wear_pct_per_1000_rev": 20.0})
     assert run.outcome == "FAIL"
     assert M_DRIFT in run.failed()

@@ -364,6 +364,8 @@ def test_plain_display_prints_timestamped_progress_and_outcome(tmp_path: Path) -
 class ListeningDaq:
     """A DAQ stand-in that only keeps its listeners (no acquisition): what a run leaves attached."""
 
+    chunk_samples = 50  # the interlock's guard spans one chunk
+
     def __init__(self) -> None:
         self.chunk_listeners: list[Any] = []
         self.failure_listeners: list[Any] = []

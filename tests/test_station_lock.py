@@ -1,9 +1,10 @@
 """One owner per bench (rig.station.lock): the station lock, stale locks, the simulated bench's
 claim and serial-port flocks — through the real `rig` command on the simulated bench.
 
-The two-controller test runs the first `rig run` in virtual time long enough (a 3-hour delivery,
-several seconds of wall time) that the second one, started once the first's record shows the
-delivery step, meets it mid-run.
+The two-controller test holds the first `rig run` mid-run at its set-up question (stdin is a
+pseudo-terminal on which the answer is typed only after the others were refused), so they meet it
+while it holds the station and the bench whatever the machine's load, then lets it finish a short
+delivery.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from rig.station.lock import (
 )
 from tests.cli import assert_no_traceback, run_rig, start_rig, wait_for_step
 
-ANSWERS = ("--answer", "item_serial=NE1000-SIM-0001", "--answer", "setup=done")
+SERIAL = ("--answer", "item_serial=NE1000-SIM-0001")
+ANSWERS = (*SERIAL, "--answer", "setup=done")
 LONG_RUN = ("--param", "rate_ml_h=2", "--param", "duration_min=1440", "--param", "sample_interval_s=30",
-            "--no-report")  # 2 880 balance readings: still running while the others try, in fast virtual time
+            "--no-report")  # 2 880 balance readings: still running when it is killed mid-delivery
 SHORT_RUN = ("--param", "rate_ml_h=2", "--param", "duration_min=20", "--no-report")
 
 
@@ -133,18 +135,23 @@ def test_serial_device_node_is_flocked_while_a_bench_holds_it(sim_server: Any) -
 def test_second_rig_run_on_one_attached_bench_is_refused_and_the_first_passes(
         served: tuple[SimProcess, Path], tmp_path: Path, station_file: Any) -> None:
     sim, station = served
-    first = start_rig("run", "delivery_check", "--station", str(station), "--out", str(tmp_path / "a"),
-                      *ANSWERS, *LONG_RUN)
-    run_dir = wait_for_step(tmp_path / "a", "deliver", first)
-    second = run_rig("run", "delivery_check", "--station", str(station), "--out", str(tmp_path / "b"),
-                     *ANSWERS, *SHORT_RUN)
-    # Another station file (other id, so another station lock) attached to the same bench: the
-    # simulated bench itself refuses the second controller.
-    other = station_file(name="other.toml", set={"sim.attach": str(sim.resources_path), "station.id": "sim-other"})
-    third = run_rig("run", "delivery_check", "--station", str(other), "--out", str(tmp_path / "c"),
-                    *ANSWERS, *SHORT_RUN)
-    still_running = first.poll() is None
-    out, err = first.communicate(timeout=120)
+    terminal, typed_on = os.openpty()  # the first run's operator types the set-up answer here, later
+    try:
+        first = start_rig("run", "delivery_check", "--station", str(station), "--out", str(tmp_path / "a"),
+                          *SERIAL, *SHORT_RUN, stdin=typed_on)
+    finally:
+        os.close(typed_on)
+    try:
+        run_dir = wait_for_step(tmp_path / "a", "setup", first)  # holding the station and the bench, asking
+        second, third = _the_other_two(sim, station, tmp_path, station_file)
+        still_running = first.poll() is None
+        os.write(terminal, b"done\n")
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+        os.close(terminal)
     assert_no_traceback(out, err)
     assert still_running, "the first run ended before the others tried: the test proved nothing"
 
@@ -162,10 +169,24 @@ def test_second_rig_run_on_one_attached_bench_is_refused_and_the_first_passes(
     assert first.returncode == 0, out + err
     record = read_record(run_dir)
     assert record.outcome == "PASS"
+    assert "deliver" in [e["step"] for e in record.of_type("step_started")]  # answered, it went on to deliver
     assert [e for e in record.of_type("event") if e.get("kind") != "interlock"] == []
     lock = record.of_type("run_started")[0]["station"]["lock"]
     assert lock["holder"]["pid"] == first.pid and lock["holder"]["run_id"] == run_dir.name
     assert lock["took_over"] is None
+
+
+def _the_other_two(sim: SimProcess, station: Path, tmp_path: Path,
+                   station_file: Any) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """While the first run holds: a second `rig run` on the same station file, and a third on
+    another station file (other id, so another station lock) attached to the same bench: the
+    simulated bench itself refuses that one."""
+    second = run_rig("run", "delivery_check", "--station", str(station), "--out", str(tmp_path / "b"),
+                     *ANSWERS, *SHORT_RUN)
+    other = station_file(name="other.toml", set={"sim.attach": str(sim.resources_path), "station.id": "sim-other"})
+    third = run_rig("run", "delivery_check", "--station", str(other), "--out", str(tmp_path / "c"),
+                    *ANSWERS, *SHORT_RUN)
+    return second, third
 
 
 def test_stale_lock_after_kill_9_is_taken_over_and_recorded(tmp_path: Path, station_file: Any) -> None:

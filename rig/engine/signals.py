@@ -101,10 +101,9 @@ def abort_on_signals(
         yield flag
         return
 
-    def hangup(_signum: int, _frame: FrameType | None) -> None:
+    def hangup(_signum: int, _frame: FrameType | None) -> None:  # installed only with on_hangup
         detach_stdio()
-        if on_hangup is not None:
-            threading.Thread(target=on_hangup, name="hangup", daemon=True).start()
+        threading.Thread(target=on_hangup, name="hangup", daemon=True).start()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         name = SIGNAL_NAMES.get(signal.Signals(signum), signal.Signals(signum).name)

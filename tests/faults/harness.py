@@ -450,13 +450,17 @@ SIGNALS = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "kill9": signal.S
 
 def run_as_process(fault: str, phase: str, directory: Path, mutation: str | None = None) -> CellRun:
     """`rig run fault_matrix` as a child holding at ``phase``; the signal lands during the hold."""
+    from faults import sabotage
+
     out = directory / "runs"
     with cell_bench(directory) as bench:
         cmd = [sys.executable, "-m", "rig", "run", "fault_matrix", "--station", str(bench.station), "--out", str(out),
                "--plain", "--no-report", "--operator", "Jane Doe",
                "--param", f"hold_phase={RUN_PHASES.index(phase) + 1}", "--param", "hold_wall_s=120"]
+        exited = directory / "sabotaged-supervisor-exited"  # written only by supervisor_never_acts
+        env = {**child_env(mutation), sabotage.SUPERVISOR_EXITED_ENV: str(exited)}
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=child_env(mutation), stdin=subprocess.DEVNULL, cwd=REPO)
+                                env=env, stdin=subprocess.DEVNULL, cwd=REPO)
         try:
             record_path = wait_for_text(lambda: list(out.glob("*/record.jsonl")), f"holding in phase {phase}", proc)
             run_dir = record_path.parent
@@ -465,7 +469,7 @@ def run_as_process(fault: str, phase: str, directory: Path, mutation: str | None
             os.kill(proc.pid, SIGNALS[fault])
             stdout, stderr = proc.communicate(timeout=60)
             if fault == "kill9":
-                wait_for_supervisor(run_dir)
+                wait_for_supervisor(run_dir, gave_up=exited)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -475,14 +479,19 @@ def run_as_process(fault: str, phase: str, directory: Path, mutation: str | None
     return CellRun(run_dir, record, error, state, snapshot, [], proc.returncode, stdout + stderr, stops_before)
 
 
-def wait_for_supervisor(run_dir: Path, timeout_s: float = SUPERVISOR_WAIT_S) -> bool:
+def wait_for_supervisor(run_dir: Path, timeout_s: float = SUPERVISOR_WAIT_S, gave_up: Path | None = None) -> bool:
     """After a kill -9: wait until the supervisor's safe_state is in the record (True), or give
-    up after ``timeout_s`` (False) and let the cell's checks of the bench's own state judge."""
+    up after ``timeout_s`` (False) and let the cell's checks of the bench's own state judge.
+
+    ``gave_up``: a file whose existence says the supervisor has exited without acting (the
+    ``supervisor_never_acts`` mutation creates it): nothing more can come, so stop waiting then."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         record, _ = _read(run_dir)
         if record is not None and any(e.get("by") == "supervisor" for e in record.of_type("safe_state")):
             return True
+        if gave_up is not None and gave_up.exists():
+            return False
         time.sleep(0.05)
     return False
 

@@ -68,11 +68,19 @@ def record_unflushed() -> Callable[[], None]:
     return lambda: [u() for u in undo] and None
 
 
+SUPERVISOR_EXITED_ENV = "RIG_FAULT_MATRIX_SUPERVISOR_EXITED"
+# The sabotaged supervisor reads its pipe to the end (the runner died) and exits without acting;
+# when the harness names a file in $RIG_FAULT_MATRIX_SUPERVISOR_EXITED it then creates it, so a
+# cell knows nothing more can come instead of waiting out the whole supervisor deadline.
+_NEVER_ACTS = ("import os, sys; sys.stdin.buffer.read(); marker = os.environ.get(%r); "
+               "marker and open(marker, 'w').close()" % SUPERVISOR_EXITED_ENV)
+
+
 def supervisor_never_acts() -> Callable[[], None]:
     """The safe-state supervisor is started and fed its plan, but only reads: it never acts."""
     from rig.engine import supervisor
 
-    return _patch(supervisor, "command", lambda: [sys.executable, "-c", "import sys; sys.stdin.buffer.read()"])
+    return _patch(supervisor, "command", lambda: [sys.executable, "-c", _NEVER_ACTS])
 
 
 def bundle_built_in_place() -> Callable[[], None]:
