@@ -53,6 +53,9 @@ def test_a_run_from_the_service_is_the_run_rig_run_makes(panel: PanelServer, sta
     points = [e for e in events if e["type"] == "points"]
     assert all(isinstance(p["p_up_kpa"], float) and isinstance(p["flow_ul_min"], float) for p in points)
     assert [p["t"] for p in points] == sorted(p["t"] for p in points)
+    # one point per DAQ chunk, evenly spaced, even when virtual time reads many chunks at once
+    gaps = {round(b["t"] - a["t"], 3) for a, b in zip(points, points[1:])}
+    assert len(points) > 10 and len(gaps) == 1, gaps
     safe = next(e for e in events if e["type"] == "safe_state")
     assert safe["confirmed"] is True and safe["instruments"]["pump"]
 

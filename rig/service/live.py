@@ -31,6 +31,7 @@ class PanelDisplay(Display):
         self.hub = hub
         self.job = job
         self._last_tick = 0.0
+        self._chunk_samples = 0  # the DAQ's chunk length: one plotted point per chunk
 
     def _pub(self, event: dict[str, Any]) -> None:
         self.hub.publish(event, self.job)
@@ -98,22 +99,30 @@ class PanelDisplay(Display):
     # -- the DAQ ---------------------------------------------------------------------------------
 
     def attach_daq(self, daq: Any) -> None:
-        """Plot every chunk: one point per series per chunk (its mean; a 1 s chunk at 20 Hz), with
-        the service's wall time of arrival so the panel's latency can be measured end to end."""
+        """Plot every chunk: one point per series per DAQ chunk (its mean; a 1 s chunk at 20 Hz),
+        with the service's wall time of arrival so the panel's latency can be measured end to end."""
         if daq is None or not hasattr(daq, "add_chunk_listener"):
             return
+        self._chunk_samples = int(getattr(daq, "chunk_samples", 0) or 0)
         daq.add_chunk_listener(self.on_chunk)
 
     def on_chunk(self, chunk: Any) -> None:
-        series: dict[str, float] = {}
+        """In virtual time one read may deliver many chunks' samples at once (reads are made only
+        when something needs them): each device chunk still becomes its own point."""
+        block = self._chunk_samples if 0 < self._chunk_samples < chunk.n else chunk.n
+        starts = np.arange(0, chunk.n, block)
+        counts = np.diff(np.append(starts, chunk.n))
+        series: dict[str, np.ndarray] = {}
         for channel, key in PLOTTED.items():
             if channel in chunk.channels:
-                series[key] = round(float(np.mean(chunk.column(channel))), 4)
+                series[key] = np.add.reduceat(np.asarray(chunk.column(channel), dtype=float), starts) / counts
         if not series:
             return
-        mid = chunk.first_index + (chunk.n - 1) / 2
-        self._pub({"type": "points", "t": round(chunk.t_s(mid), 3), **series,
-                   "at_ms": round(time.time() * 1000, 1)})
+        at_ms = round(time.time() * 1000, 1)
+        for i, (start, n) in enumerate(zip(starts.tolist(), counts.tolist())):
+            mid = chunk.first_index + start + (n - 1) / 2
+            self._pub({"type": "points", "t": round(chunk.t_s(mid), 3),
+                       **{key: round(float(values[i]), 4) for key, values in series.items()}, "at_ms": at_ms})
 
 
 __all__ = ["MARKER_KINDS", "PLOTTED", "PanelDisplay"]
