@@ -54,11 +54,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from procedures._gravimetry import BalanceLog, density_g_ml, tare
 from procedures._line_monitor import watch
 from procedures._pump import pump_alarm, set_rate, start_pump, stop_pump
 from procedures._setup import ITEM_SERIAL, SETUP_LINE
+from rig.analysis.uncertainty import direct_budget
 from rig.engine.context import StepContext
 from rig.engine.operator import Instruction
 from rig.engine.procedure import Measurement, Parameter, Procedure, Step
@@ -85,6 +87,14 @@ class DayProgram:
 
     changes: tuple[tuple[float, float], ...]
     programmed_ml: float
+
+
+def _budget(u_pct: float | None, quantity: str, source: str) -> dict[str, Any] | None:
+    """The record's uncertainty is a budget with its expanded U (k = 2): the figures below are
+    standard uncertainties, which a plain number would be read as U."""
+    if u_pct is None:
+        return None
+    return direct_budget("%", ((quantity, source, "normal", u_pct),)).as_dict()
 
 
 def day_program(p: Mapping[str, float]) -> DayProgram:
@@ -322,11 +332,13 @@ def evaluate(ctx: StepContext) -> None:
     u_day = max((d[4] for d in days), default=None)
     if errors:
         worst = max(errors, key=abs)
-        ctx.measure(M_WORST, worst, uncertainty=u_day,
+        ctx.measure(M_WORST, worst, uncertainty=_budget(u_day, "daily volume", "balance resolution and "
+                                                            "evaporation blank, the largest day's"),
                     detail=f"day {days[errors.index(worst)][0]} of {len(errors)}; "
                            f"programmed {program.programmed_ml:.4f} mL/day")
         ctx.measure(M_MEAN, math.fsum(errors) / len(errors),
-                    uncertainty=None if u_day is None else u_day / math.sqrt(len(errors)),
+                    uncertainty=_budget(None if u_day is None else u_day / math.sqrt(len(errors)),
+                                        "mean of the daily volumes", f"largest day's u / sqrt({len(errors)})"),
                     detail=f"{len(errors)} days, evaporation blank {e_g_h * 1000:.4f} mg/h added back")
     else:
         ctx.measure(M_WORST, None, detail="no complete day before the low-reservoir alarm")
@@ -338,7 +350,9 @@ def evaluate(ctx: StepContext) -> None:
         ctx.measure(M_DRIFT, None, detail=f"a drift needs at least 2 days ({len(measured)} measured)")
     else:
         u = drift.u_slope_pct_per_day
-        ctx.measure(M_DRIFT, drift.slope_pct_per_day * n_days, uncertainty=None if u is None else u * n_days,
+        ctx.measure(M_DRIFT, drift.slope_pct_per_day * n_days,
+                    uncertainty=_budget(None if u is None else u * n_days, "drift over the interval",
+                                        "least-squares slope from the residuals × interval days"),
                     detail=f"slope {drift.slope_pct_per_day:.5f} %/day"
                            + ("" if u is None else f" (u = {u:.5f} %/day)")
                            + f" × {n_days:g} days; least squares over {len(measured)} days (the interval "
@@ -348,16 +362,21 @@ def evaluate(ctx: StepContext) -> None:
     hours = (t_alarm - ctx.state["t_fill_s"]) / 3600.0
     at_alarm = daily_delivered_ml(ctx.state["m_fill_g"], m_alarm, hours, e_g_h, density)
     u_rel = 100.0 * math.hypot(math.sqrt(2.0) * p["balance_resolution_g"] / math.sqrt(12.0), u_e * hours) / density
-    ctx.measure(M_ALARM, 100.0 * (at_alarm - expected) / expected, uncertainty=u_rel / expected,
+    ctx.measure(M_ALARM, 100.0 * (at_alarm - expected) / expected,
+                uncertainty=_budget(u_rel / expected, "volume at the alarm", "balance resolution (two weighings) "
+                                    "and the evaporation blank"),
                 detail=f"{at_alarm:.4f} mL delivered by weight when the pump count read {count:.4f} mL "
                        f"(day {alarm_day:.3f}); expected {expected:.4f} mL")
     hours_refill = (ctx.state["t_refill_s"] - ctx.state["t_fill_s"]) / 3600.0
     refill = daily_delivered_ml(ctx.state["m_fill_g"], ctx.state["m_refill_g"], hours_refill, e_g_h, density)
     ctx.event("refill", f"refill volume {refill:.4f} mL (what left the reservoir by weight)", refill_ml=refill)
-    ctx.measure(M_REFILL, 100.0 * (refill - expected) / expected, uncertainty=u_rel / expected,
+    ctx.measure(M_REFILL, 100.0 * (refill - expected) / expected,
+                uncertainty=_budget(u_rel / expected, "refill volume", "balance resolution (two weighings) "
+                                    "and the evaporation blank"),
                 detail=f"refill {refill:.4f} mL by weight vs {expected:.4f} mL expected by the programmer")
     if after:
-        ctx.measure(M_AFTER, after[0][3], uncertainty=after[0][4],
+        ctx.measure(M_AFTER, after[0][3], uncertainty=_budget(after[0][4], "daily volume", "balance "
+                                                                 "resolution and evaporation blank"),
                     detail=f"{after[0][2]:.4f} mL vs {program.programmed_ml:.4f} mL programmed")
     else:
         ctx.measure(M_AFTER, None, detail="the day after the refill was not measured")

@@ -78,6 +78,9 @@ def test_one_day_interval_passes_end_to_end(tmp_path: Path) -> None:
     assert run.outcome == "PASS", run.failed()
     assert abs(run.value(M_WORST)) < 1.0  # the stand-in delivers what it is told
     assert run.value(M_FALSE) == 0
+    # the procedure's figures are standard uncertainties: recorded as budgets whose U is k = 2 times u
+    budget = run.measurements()[M_WORST]["uncertainty"]
+    assert budget["k"] == 2 and budget["expanded"] == pytest.approx(2 * budget["u_c"]) and budget["u_c"] > 0
     assert len(run.events("low_reservoir")) == 1
     blank = run.events("evaporation_blank")[0]
     assert blank["evaporation_g_h"] == pytest.approx(0.0005, rel=0.2)
