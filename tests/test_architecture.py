@@ -53,7 +53,8 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     # Emulators are written from the manuals, not from our drivers: a misreading shared by both
     # would pass every end-to-end test (each side is pinned to the manuals' bytes instead).
     *[("instruments.sim", f"instruments.{driver}", "an emulator never imports a driver module")
-      for driver in ("ne1000", "reglo_icc", "mt_sics", "scpi_dmm", "daq")],
+      for driver in ("ne1000", "reglo_icc", "mt_sics", "scpi_dmm", "daq", "daq_link", "daq_outputs",
+                     "daq_listeners", "daq_acquisition")],
 ]
 
 
