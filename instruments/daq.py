@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from instruments.daq_acquisition import BUFFER_SECONDS, Acquisition, AcquisitionStats
+from instruments.daq_acquisition import BUFFER_SECONDS, AcquisitionStats, DaqAcquisition
 from instruments.daq_channels import AiChannel, DaqConfigError, OPTIONS, wiring
 from instruments.daq_link import DaqLink, no_driver_message
 from instruments.daq_listeners import ChunkListener, DaqChunk, DaqListeners, FailureListener
@@ -69,8 +69,8 @@ class Daq:
             self._link.close()
             raise
         self._listeners = DaqListeners(name)
-        self._acquisition = Acquisition(self._link, self.ai_channels, self.rate_hz, self.chunk_samples,
-                                        self._listeners)
+        self._acquisition = DaqAcquisition(self._link, self.ai_channels, self.rate_hz, self.chunk_samples,
+                                           self._listeners)
 
     # -- outputs (instruments.daq_outputs) -------------------------------------------------------
 
@@ -140,7 +140,7 @@ class Daq:
     def start_acquisition(self, out_path: str | Path, *, paced: bool = False, stored_rate_hz: float | None = None) -> Path:
         """Start continuous acquisition of every AI channel, streaming to ``out_path``
         (``paced``: a virtual clock drives the reads through ``wait_for_elapsed``; see
-        instruments.daq_acquisition.Acquisition.start)."""
+        instruments.daq_acquisition.DaqAcquisition.start)."""
         return self._acquisition.start(out_path, paced=paced, stored_rate_hz=stored_rate_hz)
 
     def latest(self) -> dict[str, float]:

@@ -6,7 +6,7 @@ latest values in memory, and hands each chunk to the listeners (instruments.daq_
 overpressure interlock runs there). AI channels are read in volts and scaled here with the
 transducer's linear calibration (``value = volts · scale_per_volt + offset``) so the calibration
 is versioned with the station file and recorded with every run. With a virtual clock the caller
-paces the reads instead of a thread (``paced``; see ``Acquisition.start``).
+paces the reads instead of a thread (``paced``; see ``DaqAcquisition.start``).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _samples_to_read(task: Any, chunk_samples: int) -> int:
     return chunks * chunk_samples
 
 
-class Acquisition:
+class DaqAcquisition:
     """One DAQ's acquisition: at most one running at a time, its statistics, its latest values."""
 
     def __init__(self, link: DaqLink, ai_channels: list[AiChannel], rate_hz: float, chunk_samples: int,
@@ -365,4 +365,4 @@ class Acquisition:
         return self.stats
 
 
-__all__ = ["BUFFER_SECONDS", "MAX_CHUNKS_PER_READ", "Acquisition", "AcquisitionStats"]
+__all__ = ["BUFFER_SECONDS", "MAX_CHUNKS_PER_READ", "AcquisitionStats", "DaqAcquisition"]
