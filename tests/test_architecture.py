@@ -242,6 +242,8 @@ BIG_CLASSES: dict[str, tuple[int, str]] = {
     "instruments.sim.daq_device.VirtualDaq": (21, "the simulated device: tasks, channels, timing, read-back"),
     "rig.station.bench.Bench": (20, "opens every instrument of a station and the simulated bench"),
     "instruments.sim.scpi_dmm_emulator.ScpiDmmEmulator": (19, "one handler per SCPI command"),
+    "reports.key_registry.Registry": (17, "load/save, entries, administrators and their signatures, trust checks: "
+                                           "a candidate to split (document signing vs entries)"),
 }
 
 
