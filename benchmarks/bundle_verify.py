@@ -31,7 +31,7 @@ from reports.bundle import build_bundle
 from reports.canonical import canonical_json
 from reports.dsse import sign_envelope
 from reports.keys import DEFAULT_SCRYPT_LOG2_N, generate_key_file, load_key_file
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.signing import sign_bundle
 from reports.synthetic import make_signer, write_record
 from reports.verify import verify_bundle

@@ -1,5 +1,6 @@
 """The DAQ's options as the station file gives them (``[instruments.daq.options]``): sample rate,
-chunk size and the channel wiring, with the names of its output roles.
+chunk size and the channel wiring, with the names of its output roles, and the driver's reading of
+that wiring (``wiring()``: the AI channels with their calibration, the kink valve's AO, the valves).
 
 Why a module of its own: the station-file loader, the DAQ driver and the simulated device must
 agree on these, and validating a station must not import nidaqmx (about a quarter of a second,
@@ -10,6 +11,7 @@ the driver checks its own options with it too.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from rig.settings import NAME, Key, Problems, Schema, join, show, type_name
@@ -99,4 +101,75 @@ OPTIONS: Schema = {
     "channels": Key("table", validate=_channels),
 }
 
-__all__ = ["KINK", "OPTIONS", "VALVES", "channel_type"]
+
+class DaqConfigError(ValueError):
+    """The DAQ's options table cannot be used (names the field and what is allowed)."""
+
+
+LATEST_KEYS = {  # what procedures and the live display ask for
+    "pressure_upstream": "pressure_upstream_kpa",
+    "pressure_downstream": "pressure_downstream_kpa",
+    "flow_sensor": "flow_ul_min",
+}
+
+
+@dataclass(frozen=True)
+class AiChannel:
+    """One analog input as wired: read in volts, scaled to ``unit`` with the station's calibration."""
+
+    name: str
+    physical: str
+    scale_per_volt: float
+    offset: float
+    unit: str
+
+    @property
+    def latest_key(self) -> str:
+        slug = self.unit.lower().replace("µ", "u").replace("/", "_").replace(" ", "")
+        return LATEST_KEYS.get(self.name, f"{self.name}_{slug}")
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the driver drives: the AI channels it reads, the kink valve's AO and the valves' lines."""
+
+    ai_channels: list[AiChannel]
+    kink_physical: str | None
+    valve_physical: dict[str, str]
+
+
+def wiring(instrument: str, channels: dict[str, Any]) -> Wiring:
+    """The driver's reading of ``[instruments.<instrument>.options.channels]``.
+
+    Why here and not in the driver: the rules for which line may drive which role are this
+    module's (``_role_problem``); the driver reads the table the same way whether or not the
+    station loader has checked it (direct construction in tests and benchmarks).
+    """
+    ai: list[AiChannel] = []
+    kink: str | None = None
+    valves: dict[str, str] = {}
+    for ch_name, spec in channels.items():
+        where = f"instruments.{instrument}.options.channels.{ch_name}"
+        physical = str((spec or {}).get("physical", ""))
+        if physical.startswith("ai"):
+            try:
+                scale = float(spec.get("scale_per_volt", 1.0))
+                offset = float(spec.get("offset", 0.0))
+            except (TypeError, ValueError):
+                raise DaqConfigError(f"{where}: scale_per_volt and offset must be numbers") from None
+            if scale == 0:
+                raise DaqConfigError(f"{where}.scale_per_volt must be non-zero")
+            ai.append(AiChannel(ch_name, physical, scale, offset, str(spec.get("unit", "V"))))
+        elif ch_name == KINK and physical.startswith("ao"):
+            kink = physical
+        elif ch_name in VALVES and physical.startswith("port"):
+            valves[ch_name] = physical
+        else:
+            raise DaqConfigError(
+                f"{where}: physical {physical!r} is not usable here; expected \"aiN\" for an input, "
+                f"\"aoN\" for {KINK}, or \"portN/lineM\" for {', '.join(VALVES)}"
+            )
+    return Wiring(ai, kink, valves)
+
+
+__all__ = ["KINK", "OPTIONS", "VALVES", "AiChannel", "DaqConfigError", "Wiring", "channel_type", "wiring"]

@@ -65,6 +65,7 @@ from instruments.errors import (
 from instruments.pump import PumpAlarm
 from instruments.visa_instrument import Identity, VisaInstrument, in_range
 from instruments.drivers import DRIVERS
+from rig.settings import int_option
 
 log = logging.getLogger(__name__)
 
@@ -201,13 +202,7 @@ class NE1000(VisaInstrument):
 
     def __init__(self, name: str, resource: Any, **kwargs: Any) -> None:
         super().__init__(name, resource, **kwargs)
-        watchdog = self.options.get("comms_watchdog_s", OPTIONS["comms_watchdog_s"].default)
-        low, high = OPTIONS["comms_watchdog_s"].low, OPTIONS["comms_watchdog_s"].high
-        if not isinstance(watchdog, int) or isinstance(watchdog, bool) or not low <= watchdog <= high:
-            raise ValueError(
-                f"{name}: options.comms_watchdog_s must be an integer {low}..{high} s (0 = no watchdog), "
-                f"got {watchdog!r}"
-            )
+        watchdog = int_option(self.options, "comms_watchdog_s", OPTIONS["comms_watchdog_s"], name, " (0 = no watchdog)")
         self.watchdog_s = watchdog
         # Talking Safe-mode packets now. A second process reopening the pump during a run (the
         # safe-state supervisor) starts in Safe mode: see reopen_options.
@@ -218,11 +213,7 @@ class NE1000(VisaInstrument):
         self._alarm_listeners: list[Callable[[str, str], None]] = []
         self._keepalive: threading.Thread | None = None
         self._keepalive_stop = threading.Event()
-        rule = OPTIONS["address"]
-        address = self.options.get("address", rule.default)
-        if not isinstance(address, int) or isinstance(address, bool) or not rule.in_range(address):
-            raise ValueError(f"{name}: options.address must be an integer {rule.low}..{rule.high}, got {address!r}")
-        self.address = address
+        self.address = int_option(self.options, "address", OPTIONS["address"], name)
         diameter = self.options.get("syringe_diameter_mm")
         self._diameter_mm: float | None = (
             None if diameter is None else self._check_diameter(diameter)

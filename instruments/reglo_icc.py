@@ -36,6 +36,7 @@ from instruments.errors import (
 )
 from instruments.visa_instrument import Identity, VisaInstrument, in_range
 from instruments.drivers import DRIVERS
+from rig.settings import int_option
 
 _VOLUME1 = re.compile(r"^(\d)(\d{3})E([+-]\d)$")
 _VOLUME2 = re.compile(r"^(\d)(\d{3})([+-]\d)$")
@@ -116,11 +117,7 @@ class RegloICC(VisaInstrument):
 
     def __init__(self, name: str, resource: Any, **kwargs: Any) -> None:
         super().__init__(name, resource, **kwargs)
-        rule = OPTIONS["address"]
-        address = self.options.get("address", rule.default)
-        if not isinstance(address, int) or isinstance(address, bool) or not rule.in_range(address):
-            raise ValueError(f"{name}: options.address must be an integer {rule.low}..{rule.high}, got {address!r}")
-        self.address = address
+        self.address = int_option(self.options, "address", OPTIONS["address"], name)
         tubing = self.options.get("tubing_inner_diameter_mm", self.options.get("tubing_id_mm"))
         self._tubing_mm: float | None = None if tubing is None else self._check_tubing(tubing)
         self._rollers = self.options.get("rollers")

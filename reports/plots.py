@@ -102,7 +102,7 @@ def read_daq_stream(path: Path, run_started_utc: str | None) -> dict[str, np.nda
     header = json.loads(path.with_name(path.name + ".header.json").read_text(encoding="utf-8"))
     offset_s = 0.0
     if run_started_utc and header.get("started_utc"):
-        from reports.registry import parse_utc
+        from reports.key_registry import parse_utc
 
         try:
             offset_s = (parse_utc(str(header["started_utc"]), "started_utc")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from reports.registry import ROLES
+from reports.key_registry import ROLES
 
 RANK = {role: rank for rank, role in enumerate(ROLES)}
 UNDECIDED_VERDICTS = ("INCOMPLETE", "ABORTED", "ERROR")

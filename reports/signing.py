@@ -19,7 +19,7 @@ from reports.dsse import sign_envelope
 from reports.html import with_signature_block
 from reports.keys import SigningKey
 from reports.manifest import MAX_HTML_BYTES, MAX_RESULTS_BYTES, REPORT_HTML, SIGNATURES_DIR
-from reports.registry import ROLES, Registry, format_utc, parse_utc
+from reports.key_registry import ROLES, Registry, format_utc, parse_utc
 from reports.timestamp import TimeStampAuthority, TimeStampError, gen_time, request_token, token_path
 from reports.verify import MAX_CLOCK_SKEW, STATEMENT_KIND, chain_hash, verify_bundle
 from rig.errors import UsageError

@@ -17,7 +17,7 @@ from rig.record import RecordWriter
 
 if TYPE_CHECKING:
     from reports.keys import SigningKey
-    from reports.registry import Registry
+    from reports.key_registry import Registry
 
 OUTCOMES = ("PASS", "FAIL", "ABORTED", "ERROR", "INCOMPLETE")
 TRUMPET_WINDOWS_MIN = (2, 5, 11, 19, 31)
@@ -118,7 +118,7 @@ def make_admin(registry: "Registry", key_dir: Path, *, passphrase: str = "correc
     kept unlocked in ``registry.admin_signer`` so make_signer can enrol keys."""
     from reports.dsse import b64
     from reports.keys import generate_key_file, public_raw
-    from reports.registry import AdminEntry
+    from reports.key_registry import AdminEntry
 
     key = generate_key_file(Path(key_dir) / "registry-admin.key", signer_id="registry-admin",
                             printed_name="Registry Administrator", passphrase=passphrase, scrypt_log2_n=scrypt_log2_n)
@@ -138,7 +138,7 @@ def make_signer(registry: "Registry", key_dir: Path, signer_id: str, printed_nam
     tests and benchmarks create many keys; `rig keys new` always uses the strong default."""
     from reports.dsse import b64
     from reports.keys import generate_key_file, public_raw
-    from reports.registry import KeyEntry
+    from reports.key_registry import KeyEntry
 
     admin = registry.admin_signer or make_admin(registry, key_dir, passphrase=passphrase, scrypt_log2_n=scrypt_log2_n)
     key = generate_key_file(Path(key_dir) / f"{signer_id}.key", signer_id=signer_id, printed_name=printed_name,

@@ -39,7 +39,7 @@ from reports.manifest import (
     hash_many,
     list_payload,
 )
-from reports.registry import Registry, format_utc, parse_utc
+from reports.key_registry import Registry, format_utc, parse_utc
 from reports.timestamp import MAX_REPLY_BYTES as MAX_TOKEN_BYTES
 from reports.timestamp import TimeStampAuthority, TimeStampError, check_token
 from rig.safeio import read_regular

@@ -230,4 +230,21 @@ def check_options(options: Mapping[str, Any], schema: Schema, where: str) -> dic
     return checked
 
 
-__all__ = ["NAME", "Key", "Problems", "Schema", "check_options", "hint", "join", "show", "type_name"]
+def int_option(options: Mapping[str, Any], key: str, rule: Key, instrument: str, note: str = "") -> int:
+    """One integer option a driver or emulator reads itself (an address, a watchdog), checked
+    against its declared ``rule`` and with the rule's default when absent.
+
+    Why one helper: the pump drivers and their emulators each read such options at construction
+    (the station loader has checked a station file's already; this guards direct construction and
+    reopening); one check keeps their messages alike: "pump: options.address must be an integer
+    0..99, got 100". ``note`` follows the range, e.g. " (0 = no watchdog)".
+    """
+    value = options.get(key, rule.default)
+    if not isinstance(value, int) or isinstance(value, bool) or not rule.in_range(value):
+        bounds = f"{_num(rule.low)}..{_num(rule.high)}" if rule.low is not None and rule.high is not None else ""
+        unit = f" {rule.unit}" if rule.unit else ""
+        raise ValueError(f"{instrument}: options.{key} must be an integer {bounds}{unit}{note}, got {value!r}")
+    return value
+
+
+__all__ = ["NAME", "Key", "Problems", "Schema", "check_options", "hint", "int_option", "join", "show", "type_name"]

@@ -172,6 +172,13 @@ def test_bad_options_are_one_clear_message() -> None:
         NE1000("pump", ScriptedResource([]), options={"syringe_diameter_mm": 120})
 
 
+def test_the_emulator_refuses_an_address_the_pump_cannot_have() -> None:
+    """Driver and emulator read the address with one check (rig.settings.int_option)."""
+    with pytest.raises(ValueError, match=r"^pump: options\.address must be an integer 0\.\.99, got 100$"):
+        NE1000Emulator("pump", SimWorld(virtual=True), options={"address": 100})
+    assert NE1000Emulator("pump", SimWorld(virtual=True), options={}).address == 0  # factory setting
+
+
 def test_safe_state_reads_back_stopped() -> None:
     pump, res = scripted([(b"0STP\r", ok(status="P")), (b"0\r", ok(status="P"))])
     assert pump.safe_state() == {"running": False, "status": "P", "alarm": None}

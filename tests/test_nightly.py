@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.synthetic import make_signer
 from reports.verify import verify_bundle
 from rig import secret_env

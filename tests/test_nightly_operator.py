@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.synthetic import make_signer
 from tests.cli import run_rig
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.synthetic import make_signer
 from reports.verify import verify_bundle
 from tests.panel_fixtures import PASSWORDS, PanelServer, make_accounts

@@ -131,6 +131,13 @@ def test_bad_options() -> None:
         RegloICC("pump", ScriptedResource([]), options={"tubing_inner_diameter_mm": 5})
 
 
+def test_the_emulator_refuses_an_address_the_pump_cannot_have() -> None:
+    """Driver and emulator read the address with one check (rig.settings.int_option)."""
+    with pytest.raises(ValueError, match=r"^pump: options\.address must be an integer 1\.\.8, got 9$"):
+        RegloICCEmulator("pump", SimWorld(virtual=True), options={"address": 9})
+    assert RegloICCEmulator("pump", SimWorld(virtual=True), options={}).address == 1  # factory setting
+
+
 def test_garbage_is_malformed_queries_retried_commands_sent_once() -> None:
     pump, res = scripted([(b"1E\r", b"\x15")] * 3)
     with pytest.raises(MalformedReply, match=r"pump \('1E'\)"):

@@ -130,7 +130,7 @@ def test_root_of_trust_rejects_unauthorised_entries(env: dict[str, Any], capsys:
     # and that reviewer signs (the library refusal bypassed, as a forger would).
     from dataclasses import asdict
 
-    from reports.registry import KeyEntry, Registry
+    from reports.key_registry import KeyEntry, Registry
     from reports.signing import sign_bundle
     from reports.synthetic import make_signer
 

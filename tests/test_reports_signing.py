@@ -12,7 +12,7 @@ import pytest
 
 from reports.bundle import build_bundle
 from reports.keys import KeyFileError, generate_key_file, load_key_file, read_key_header
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.signing import SigningRefused, sign_bundle
 from reports.synthetic import make_signer, write_record
 from reports.verify import verify_bundle

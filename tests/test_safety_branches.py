@@ -899,7 +899,7 @@ def test_an_anchor_to_a_rewritten_entry_is_reported(tmp_path: Path) -> None:
 
 @pytest.fixture
 def signing_lab(tmp_path: Path) -> dict[str, Any]:
-    from reports.registry import Registry
+    from reports.key_registry import Registry
     from reports.synthetic import make_signer
 
     registry = Registry(tmp_path / "keys" / "registry.json")

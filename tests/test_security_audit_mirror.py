@@ -109,7 +109,7 @@ def test_signing_and_key_events_are_copied_to_the_mirror(trail: dict[str, Any], 
                                                  station_writer: Any, tmp_path: Path) -> None:
     """`rig report sign` and `rig keys` at a mirrored station copy their entries at once."""
     from reports.bundle import build_bundle
-    from reports.registry import Registry
+    from reports.key_registry import Registry
     from reports.synthetic import make_signer, write_record
 
     registry = Registry(tmp_path / "keys" / "registry.json")

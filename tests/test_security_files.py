@@ -18,7 +18,7 @@ import pytest
 from reports import audit
 from reports.bundle import build_bundle
 from reports.manifest import MAX_HTML_BYTES
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.signing import sign_bundle
 from reports.synthetic import make_signer, write_record
 from reports.verify import verify_bundle

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reports.bundle import build_bundle, load_manifest
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.signing import sign_bundle
 from reports.synthetic import make_signer, write_record
 from rig.cli.main import main

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reports.keys import KeyFileError, load_key_file
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.synthetic import make_signer, write_record
 from rig import secret_env
 from rig.cli.main import main

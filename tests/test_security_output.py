@@ -17,7 +17,7 @@ from reports.bundle import build_bundle, load_manifest
 from reports.canonical import canonical_json, sha256_hex
 from reports.dsse import sign_envelope
 from reports.keys import key_id_of
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.synthetic import make_signer, write_record
 from reports.verify import STATEMENT_KIND, chain_hash
 from rig.cli.main import main

@@ -21,7 +21,7 @@ from reports import audit
 from reports.bundle import build_bundle, load_manifest
 from reports.canonical import canonical_json, sha256_hex
 from reports.dsse import sign_envelope
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.signing import SigningRefused, sign_bundle
 from reports.synthetic import make_signer, write_record
 from reports.verify import STATEMENT_KIND, chain_hash, verify_bundle

@@ -21,7 +21,7 @@ from reports import audit
 from reports.bundle import build_bundle
 from reports.canonical import sha256_hex
 from reports.keys import load_key_file
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.synthetic import make_signer, write_record
 from reports.timestamp import TimeStampAuthority, request_token
 from rig.cli.main import main

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from reports import audit
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.synthetic import make_signer
 from tests.panel_fixtures import PASSWORDS, PanelServer, make_accounts
 

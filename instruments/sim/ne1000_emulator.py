@@ -52,7 +52,7 @@ from instruments.sim.emulator import Emulator
 from instruments.sim.model import FluidLine
 from instruments.sim.pump_mechanism import DisplacementCounter
 from instruments.sim.world import SimWorld
-from rig.settings import Key, Schema
+from rig.settings import Key, Schema, int_option
 
 STX, ETX, CR = 0x02, 0x03, b"\r"
 LEAD_SCREW_PITCH_MM = 25.4 / 16  # 16 threads per inch (assumed, see module docstring)
@@ -66,6 +66,8 @@ MAX_PUSHER_MM_H = 2100.0 * 1000.0 / (math.pi / 4 * 26.59**2)  # brochure: 2100 m
 RATE_PER_ML_H = {"MH": 1.0, "UH": 1000.0, "MM": 1.0 / 60.0, "UM": 1000.0 / 60.0}  # 10.2.1 <rate units>
 VOLUME_PER_ML = {"ML": 1.0, "UL": 1000.0}
 PHASES = 41  # 10.2.1 <phase data>: 1 to 41
+ADDRESS_RANGE = (0, 99)  # 10.2.4 <address>; factory settings: 0
+ADDRESS = Key("int", default=0, low=ADDRESS_RANGE[0], high=ADDRESS_RANGE[1])
 SAFE_TIMEOUT_MAX_S = 255  # assumption: one byte of seconds
 INTERBYTE_TIMEOUT_S = 0.5  # 10.2.3
 # 9.1 / DB-9 pin 2 trigger modes (NE-500/NE-1000 family manual, "TRG")
@@ -145,7 +147,7 @@ class NE1000Emulator(Emulator):
 
     def __init__(self, name: str, world: SimWorld, **kwargs: Any) -> None:
         super().__init__(name, world, **kwargs)
-        self.address = int(self.options.get("address", 0))
+        self.address = int_option(self.options, "address", ADDRESS, name)
         self.firmware = self.sim_options["firmware"]
         self.safe_timeout_s = int(self.sim_options["safe_mode_timeout_s"])
         self.safe_mode = self.safe_timeout_s > 0
@@ -516,7 +518,7 @@ class NE1000Emulator(Emulator):
     def _cmd_adr(self, model: FluidLine, arg: str) -> str:
         if not arg:
             return f"{self.address:02d}"
-        self.address = _integer(arg, 0, 99)
+        self.address = _integer(arg, *ADDRESS_RANGE)
         return ""
 
     def _cmd_reset(self, model: FluidLine, arg: str) -> str:

@@ -31,13 +31,14 @@ from instruments.sim.emulator import Emulator
 from instruments.sim.model import FluidLine
 from instruments.sim.pump_mechanism import DisplacementCounter
 from instruments.sim.world import SimWorld
-from rig.settings import Key, Schema
+from rig.settings import Key, Schema, int_option
 
 EFFECTIVE_PATH_MM = 50.0  # occluded tubing length displaced per head revolution (assumed)
 MAX_RPM = 100.0
 DEFAULT_TUBING_MM = 0.25
 DEFAULT_ROLLERS = 8
 DEFAULT_CHANNELS = 4
+ADDRESS = Key("int", default=1, low=1, high=8)  # Ref 1.1: pump address 1..8 (@<n>); factory: 1
 SOFTWARE = "310"
 PROTOCOL_VERSION = "8"  # x!: "Discrete Type 1"; the value is an assumption (not given in the manual)
 OK, FAIL, YES, NO = "*", "#", "+", "-"
@@ -111,7 +112,7 @@ class RegloICCEmulator(Emulator):
     def __init__(self, name: str, world: SimWorld, **kwargs: Any) -> None:
         super().__init__(name, world, **kwargs)
         opts = self.options
-        self.address = int(opts.get("address", 1))
+        self.address = int_option(opts, "address", ADDRESS, name)
         self.rollers = int(opts.get("rollers", DEFAULT_ROLLERS))
         self.channels = self.sim_options["channels"]
         self.events = "0"

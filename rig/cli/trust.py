@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from reports import audit
-from reports.registry import ENV_VAR as REGISTRY_ENV
-from reports.registry import Registry
+from reports.key_registry import ENV_VAR as REGISTRY_ENV
+from reports.key_registry import Registry
 from rig.errors import UsageError
 from rig.station.config import STATION_ENV, load_station
 from rig.station.model import station_tsa

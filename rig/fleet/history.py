@@ -495,7 +495,7 @@ class History:
 
         Why verify first: the trends are what reviewers trust; an edited results.json (verify:
         INVALID) must not become a point on them. ``registry`` checks the signatures (a
-        ``reports.registry.Registry``); ``allow_unsigned`` accepts an unsigned bundle on its file
+        ``reports.key_registry.Registry``); ``allow_unsigned`` accepts an unsigned bundle on its file
         hashes alone, as `rig report verify --allow-unsigned` does. The manifest sha256 is stored.
         """
         from reports.bundle import require_bundle_dir

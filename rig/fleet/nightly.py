@@ -100,7 +100,7 @@ class StationSigner:
     """The station's decrypted key and the registry that must accept its signatures."""
 
     key: Any  # reports.keys.SigningKey
-    registry: Any  # reports.registry.Registry
+    registry: Any  # reports.key_registry.Registry
     key_path: Path
 
     def sign(self, bundle: Path, audit_log: Path | None) -> Path:
@@ -134,7 +134,7 @@ def load_station_signer(key_path: str | None, registry_path: str | None,
     import datetime as _dt
 
     from reports.keys import load_key_file
-    from reports.registry import Registry, default_registry_path
+    from reports.key_registry import Registry, default_registry_path
     from rig.station.model import station_tsa
 
     path_text = key_path or os.environ.get(KEY_ENV, "").strip()

@@ -15,7 +15,7 @@ from typing import Any
 
 from reports.bundle import load_manifest
 from reports.keys import load_key_file
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.signing import sign_bundle
 from reports.verify import verify_bundle
 from rig.analysis.trends import assess

@@ -141,7 +141,7 @@ _STATION: dict[str, Key] = {
 }
 
 _ADMIN_KEY_ID = re.compile(r"ed25519:[0-9a-f]{32}")
-# [signing]: the root of trust of the key registry (reports.registry): the administrator key(s)
+# [signing]: the root of trust of the key registry (reports.key_registry): the administrator key(s)
 # whose signatures make registry entries count. Operators allowed to run procedures.
 _SIGNING: dict[str, Key] = {
     "admin_keys": Key("list", check=lambda v: None if v and all(

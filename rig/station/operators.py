@@ -22,7 +22,7 @@ def known_operators(station: Any) -> list[str]:
     names = list(getattr(station, "operators", ()) or ())
     registry_path = getattr(station, "key_registry", None)
     if registry_path is not None and Path(registry_path).is_file():
-        from reports.registry import Registry
+        from reports.key_registry import Registry
 
         try:
             names += [k.printed_name for k in Registry.load(Path(registry_path)).keys]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from faults import harness
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.synthetic import make_signer
 
 

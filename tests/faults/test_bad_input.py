@@ -23,7 +23,7 @@ from conftest import write_station
 from test_runner_cli import ANSWERS, REPO, rig_main  # noqa: F401 - rig_main is a fixture
 
 from reports.bundle import build_bundle
-from reports.registry import Registry
+from reports.key_registry import Registry
 from reports.synthetic import make_signer, write_record
 
 Rig = Callable[..., subprocess.CompletedProcess[str]]

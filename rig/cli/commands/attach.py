@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from rig.cli.commands.show import find_run
+from rig.cli.commands.show import add_run_arguments, find_run
 from rig.cli.live_display import make_display
 from rig.engine.display import Display, RunInfo
 from rig.errors import UsageError
@@ -45,9 +45,7 @@ GONE_AFTER_S = 2.0  # the controller has not held the station this long: it is g
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("attach", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_ref", metavar="RUN", help="run directory, record.jsonl, or run id")
-    parser.add_argument("--station", metavar="FILE", default=None,
-                        help="station file whose runs_dir holds RUN ids")
+    add_run_arguments(parser)
     parser.add_argument("--plain", action="store_true", help="plain timestamped lines even on a terminal")
     parser.set_defaults(func=run)
 

@@ -192,8 +192,8 @@ def _import_registry(args: argparse.Namespace) -> Any:
     """The key registry that checks the bundles' signatures, loaded as `rig report verify` loads it:
     the station file's registry and pinned administrators (a bundle is only as trusted as its
     signers' enrolment), plus --registry/--admin-key-id. None with --allow-unsigned and none found."""
-    from reports.registry import ENV_VAR as REGISTRY_ENV
-    from reports.registry import Registry
+    from reports.key_registry import ENV_VAR as REGISTRY_ENV
+    from reports.key_registry import Registry
     from rig.station.model import station_tsa
 
     station_file = Path(args.station_file) if args.station_file else default_station_path()

@@ -22,7 +22,7 @@ from reports import audit
 from reports.canonical import canonical_json, load_json_bytes
 from reports.dsse import b64, unb64
 from reports.keys import generate_key_file, key_id_of, load_key_file, public_key_from_b64, public_raw
-from reports.registry import (
+from reports.key_registry import (
     AdminEntry,
     KeyEntry,
     Registry,

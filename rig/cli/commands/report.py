@@ -24,8 +24,8 @@ from reports.bundle import build_bundle, load_manifest, require_bundle_dir
 from reports.canonical import load_json_bytes
 from reports.formatting import limits_text, uncertainty_text, value_text
 from reports.keys import load_key_file
-from reports.registry import ENV_VAR as REGISTRY_ENV
-from reports.registry import ROLES
+from reports.key_registry import ENV_VAR as REGISTRY_ENV
+from reports.key_registry import ROLES
 from reports.signing import sign_bundle
 from reports.verify import BundleCheck, verify_bundle
 from rig import secret_env

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reports.registry import ENV_VAR as REGISTRY_ENV
+from reports.key_registry import ENV_VAR as REGISTRY_ENV
 from rig.errors import UsageError
 from rig.station.config import STATION_ENV, default_station_path, load_station
 

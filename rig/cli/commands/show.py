@@ -46,12 +46,17 @@ examples:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("show", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_ref", metavar="RUN", help="run directory, record.jsonl, or run id")
-    parser.add_argument("--station", metavar="FILE", default=None,
-                        help="station file whose runs_dir holds RUN ids")
+    add_run_arguments(parser)
     parser.add_argument("--json", action="store_true",
                         help="print outcome, reason and every event as JSON")
     parser.set_defaults(func=run)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """RUN and --station, as ``find_run`` reads them (rig show, rig attach)."""
+    parser.add_argument("run_ref", metavar="RUN", help="run directory, record.jsonl, or run id")
+    parser.add_argument("--station", metavar="FILE", default=None,
+                        help="station file whose runs_dir holds RUN ids")
 
 
 def find_run(ref: str, station_path: str | None) -> Path:
