@@ -1239,3 +1239,14 @@ def test_no_interlock_no_run(tmp_path: Path) -> None:
     assert bench.safe_state_calls == 1 and not bench.pump.running
     assert record.of_type("safe_state")[0]["confirmed"] is True
     assert not [e for e in record.of_type("event") if e.get("kind") == "interlock"]  # never said it was armed
+
+
+def test_a_daq_that_does_not_stream_in_chunks_arms_no_clock_guard(tmp_path: Path) -> None:
+    """The interlock is still armed (its listeners are on the DAQ); only the virtual clock's guard,
+    which needs the chunk length to stop a jump at the end of the crossing chunk, is not set."""
+    clock, daq = GuardedClock(), ListeningDaq()  # no chunk_samples
+    acq, _, log = _acquisition(tmp_path, daq, clock)  # type: ignore[arg-type]
+    acq.arm_interlock()
+    assert clock.guard is None
+    assert [(e["kind"], e["detail"]) for e in log.lines] == [("interlock", "armed at 20 kPa")]
+    assert [safety for _listener, safety in daq.chunk_listeners] == [True]  # the interlock's check, fail-closed

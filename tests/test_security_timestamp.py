@@ -247,3 +247,53 @@ def test_station_file_tsa_settings_are_checked(lab: dict, station_writer: Any) -
         "signing.tsa_url": "ftp://tsa", "signing.tsa_certificate": str(lab["cert_file"])})
     with pytest.raises(ConfigError, match="not a time-stamp authority URL"):
         load_station(bad_url)
+
+
+def test_a_token_without_a_declared_authority_is_named(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """A token slipped beside a signature whose statement names no TSA: the statement is what was
+    signed, so the token cannot vouch for it."""
+    stamped, plain = new_bundle(lab, "r1"), new_bundle(lab, "r2")
+    assert sign(lab, stamped) == 0 and sign(lab, plain, station="plain") == 0
+    (plain / "signatures" / "01-performed_by.tst").write_bytes((stamped / "signatures" / "01-performed_by.tst").read_bytes())
+    code, out = verify(lab, plain, capsys, station="plain")
+    assert code == 1 and "a time-stamp token, but the signed statement names no time-stamp authority" in out
+
+
+def test_a_statement_dated_after_its_token_and_a_token_before_the_run_ended(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """The run's record says it ended in 2099; the statement claims 2099 too; the TSA's genTime is
+    now: a signature cannot postdate its own time stamp, nor be stamped before its run ended."""
+    run = write_record(lab["root"] / "runs" / "future", "PASS", duration_s=60.0)
+    record = run / "record.jsonl"
+    record.write_text(record.read_text(encoding="utf-8").replace("2026-01-10T09:21:02", "2099-01-10T09:21:02"),
+                      encoding="utf-8")
+    bundle = build_bundle(run, audit_log=lab["audit"])
+    results = json.loads((bundle / "results.json").read_text(encoding="utf-8"))
+    assert results["run"]["finished_utc"].startswith("2099"), results["run"]  # the edit reached the bundle
+    envelope = forge(bundle, load_key_file(lab["key"], PASSPHRASE), signed_at="2099-01-11T00:00:00.000000Z",
+                     anchor=audit.anchor_of(lab["audit"]), extra={"time_stamp_authority": lab["authority"].fingerprint})
+    (bundle / "signatures" / "01-performed_by.tst").write_bytes(request_token(lab["authority"], envelope))
+    code, out = verify(lab, bundle, capsys)
+    assert code == 1
+    assert "a signature cannot postdate its own time stamp" in out
+    assert "before the run it signs ended (2099-01-10" in out, out
+
+
+def test_a_time_stamped_signature_by_an_unregistered_key(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """A genuine token over a signature by a key the registry never enrolled: the token is checked,
+    and the signature is still refused for its signer."""
+    from reports.keys import generate_key_file
+
+    stranger = generate_key_file(lab["root"] / "stranger.key", signer_id="stranger", printed_name="Jane Doe",
+                                 passphrase=PASSPHRASE, scrypt_log2_n=10)
+    bundle = new_bundle(lab)
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    set_created_at(bundle, "2026-01-10T09:30:00.000000Z")
+    envelope = forge(bundle, stranger, signed_at=now, anchor=audit.anchor_of(lab["audit"]),
+                     extra={"time_stamp_authority": lab["authority"].fingerprint})
+    (bundle / "signatures" / "01-performed_by.tst").write_bytes(request_token(lab["authority"], envelope))
+    code, out = verify(lab, bundle, capsys, "--json")
+    report = json.loads(out)
+    assert code == 1 and report["signatures"][0]["problems"], report["signatures"][0]
+    assert report["signatures"][0]["time_stamped_at"].startswith("20")  # the token itself was good
