@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Below 100: the level measured on the test files that target the module (a lower bound of what the
 # whole suite reaches), less one branch of slack; raise it as tests land (docs/testing.md).
 CRITICAL: dict[str, tuple[str, float]] = {
-    "rig/engine/runner.py": ("run lifecycle: every exit path ends in the safe state, the record's ending", 86.0),
+    "rig/engine/runner.py": ("run lifecycle: every exit path ends in the safe state, the record's ending", 100.0),
     "rig/engine/safe_state.py": ("the safe-state guard: the supervisor during the run, the read-back at its end",
                                  100.0),
     "rig/engine/acquisition.py": ("arming the interlock, the DAQ stream, pacing so the interlock never goes blind",
