@@ -99,7 +99,12 @@ def test_signal_mid_run_aborts_with_safe_state(bench: tuple[SimProcess, Path], t
     state = pump_state(sim)
     assert state["model"]["pump"]["running"] is False and state["instruments"]["pump"]["running"] is False
     if len(signals) > 1:
-        assert "received again: still putting the bench in its safe state" in out
+        # Two signals 50 ms apart reach the handler twice, unless a loaded machine did not schedule
+        # the run in between: then the kernel merged them into one pending SIGINT (standard signals
+        # do not queue). Either way the outcome above is the same; the handler's second message is
+        # checked deterministically in test_runner_logic::test_double_sigint_cannot_skip_the_safe_state.
+        first, again = out.count("(Ctrl-C) received: aborting"), out.count("(Ctrl-C) received again: still putting")
+        assert first == 1 and again in (0, 1), out
 
 
 def test_kill_9_the_supervisor_stops_the_pump_and_the_record_stays_incomplete(
