@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.table import Table
 
 from rig import secret_env
 from rig.analysis.trends import DEFAULT_RULE, assess, sparkline
+from rig.cli import trust
 from rig.errors import UsageError
 from rig.fleet.history import (
     URL_ENV,
@@ -198,24 +198,17 @@ def _import_registry(args: argparse.Namespace) -> Any:
 
     station_file = Path(args.station_file) if args.station_file else default_station_path()
     station = load_station(station_file) if station_file.is_file() else None
-    if args.registry:
-        path = Path(args.registry)
-    elif os.environ.get(REGISTRY_ENV):
-        path = Path(os.environ[REGISTRY_ENV])
-    elif station is not None:
-        path = Path(station.key_registry)
-    elif args.allow_unsigned:
-        return None
-    else:
+    try:
+        path = trust.registry_path(args, station)
+    except UsageError:
+        if args.allow_unsigned:
+            return None
         raise UsageError(f"no key registry to check the bundles' signatures: give --registry FILE, set "
                          f"${REGISTRY_ENV}, or --station-file FILE (its key_registry); --allow-unsigned "
-                         "files bundles by their file hashes alone")
+                         "files bundles by their file hashes alone") from None
     if args.allow_unsigned and not args.registry and not path.is_file():
         return None
-    pinned = list(getattr(station, "admin_keys", ()) or ())
-    pinned += [p for p in args.admin_key_id if p not in pinned]
-    return Registry.load(path, pinned=tuple(pinned),
-                         time_stamp_authority=station_tsa(station))
+    return Registry.load(path, pinned=trust.pins(args, station), time_stamp_authority=station_tsa(station))
 
 
 def _print_runs(console: Console, runs: list[Any], source: str) -> None:
