@@ -7,11 +7,10 @@ authorised; on 127.0.0.1 the login name is the user, as for `rig run` at the sam
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
-from reports.key_registry import ENV_VAR as REGISTRY_ENV
+from rig.cli import trust
 from rig.errors import UsageError
 from rig.station.config import STATION_ENV, default_station_path, load_station
 
@@ -79,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
     for what, path in (("tls_certificate", cert), ("tls_key", key)):
         if path is not None and not Path(path).is_file():
             raise UsageError(f"service.{what}: no file {path}")
-    registry = args.registry or os.environ.get(REGISTRY_ENV)
     service = Service(station, accounts, host=args.host, port=port, tls=cert is not None,
-                      registry_path=Path(registry).expanduser().resolve() if registry else None)
+                      registry_path=trust.registry_path(args, station).expanduser().resolve())
     return serve(service, tls_cert=cert, tls_key=key, check_at_start=not args.no_check)
