@@ -66,7 +66,9 @@ def find_run(ref: str, station_path: str | None) -> Path:
     runs_dir = load_station(station_path or default_station_path()).runs_dir
     if (runs_dir / ref).is_dir():
         return runs_dir / ref
-    matches = sorted(p for p in runs_dir.glob(f"{ref}*") if p.is_dir()) if runs_dir.is_dir() else []
+    # a run id prefix is a plain name; a path that does not exist matches nothing (glob refuses it)
+    prefix_ok = runs_dir.is_dir() and bool(ref) and Path(ref).name == ref
+    matches = sorted(p for p in runs_dir.glob(f"{ref}*") if p.is_dir()) if prefix_ok else []
     if len(matches) == 1:
         return matches[0]
     if matches:
