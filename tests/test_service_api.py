@@ -50,12 +50,19 @@ def test_a_run_from_the_service_is_the_run_rig_run_makes(panel: PanelServer, sta
         assert kind in seen, f"no {kind} event in {sorted(set(seen))}"
     done = events[-1]["summary"]
     assert done["outcome"] == "PASS", done["reason"]
-    points = [e for e in events if e["type"] == "points"]
-    assert all(isinstance(p["p_up_kpa"], float) and isinstance(p["flow_ul_min"], float) for p in points)
-    assert [p["t"] for p in points] == sorted(p["t"] for p in points)
+    batches = [e for e in events if e["type"] == "points"]
+    assert all(len(b["t"]) == len(b["p_up_kpa"]) == len(b["flow_ul_min"]) > 0 for b in batches)
+    t = [x for b in batches for x in b["t"]]
+    values = [x for b in batches for key in ("p_up_kpa", "p_down_kpa", "flow_ul_min") for x in b[key]]
+    assert all(isinstance(v, float) for v in values)
+    assert t == sorted(t)
     # one point per DAQ chunk, evenly spaced, even when virtual time reads many chunks at once
-    gaps = {round(b["t"] - a["t"], 3) for a, b in zip(points, points[1:])}
-    assert len(points) > 10 and len(gaps) == 1, gaps
+    gaps = {round(b - a, 3) for a, b in zip(t, t[1:])}
+    assert len(t) > 10 and len(gaps) == 1, gaps
+    # ...and virtual time sends them batched: fewer events than points, each stamped with its arrival
+    assert len(batches) < len(t) and all(isinstance(b["at_ms"], float) for b in batches)
+    readings = [e for e in events if e["type"] == "balance"]
+    assert all(len(b["t"]) == len(b["mass_g"]) > 0 for b in readings)
     safe = next(e for e in events if e["type"] == "safe_state")
     assert safe["confirmed"] is True and safe["instruments"]["pump"]
 

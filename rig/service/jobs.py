@@ -141,7 +141,8 @@ class JobQueue:
         job.prepared = prepare_run(
             procedure.id, check.param_items, self.station,
             lambda abort: PanelOperator(operator or user, self.hub, job.id, given, answers_via=via,
-                                        abort_requested=abort.reason),
+                                        abort_requested=abort.reason,
+                                        before_prompt=lambda: job.display and job.display.flush_points()),
             abort=job.abort, param_source=f"panel form ({user})")
         job.operator = job.prepared.operator  # type: ignore[assignment]
         job.run_id = job.prepared.run_id

@@ -25,11 +25,13 @@ class PanelOperator(Operator):
     """Asks pre-supplied answers first (the item entries from the form), else the panel."""
 
     def __init__(self, name: str, hub: EventHub, job: str, answers: Mapping[str, str], *,
-                 answers_via: Mapping[str, str], abort_requested: Callable[[], str | None]) -> None:
+                 answers_via: Mapping[str, str], abort_requested: Callable[[], str | None],
+                 before_prompt: Callable[[], object] | None = None) -> None:
         super().__init__(name, answers, answers_via=answers_via, interactive=True,
                          abort_requested=abort_requested)
         self.hub = hub
         self.job = job
+        self._before_prompt = before_prompt  # the live plot's gathered points go out before the dialog
         self._cond = threading.Condition()
         self._pending: OperatorStep | None = None
         self._answer: tuple[str, str] | None = None  # (normalised answer, who)
@@ -44,6 +46,8 @@ class PanelOperator(Operator):
             return super().ask(step)
         with self._cond:
             self._pending, self._answer = step, None
+        if self._before_prompt is not None:
+            self._before_prompt()
         self.hub.publish({"type": "prompt", **prompt_fields(step)}, self.job)
         try:
             while True:

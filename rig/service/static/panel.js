@@ -186,10 +186,14 @@
           }
           break;
         }
-        case "points":
-          P.t.push(ev.t); P.up.push(ev.p_up_kpa ?? null); P.down.push(ev.p_down_kpa ?? null); P.flow.push(ev.flow_ul_min ?? null);
+        case "points": {  // arrays: one element per DAQ chunk (virtual time sends many chunks per event)
+          const n = ev.t.length, at = (a, i) => (a ? a[i] : null);
+          for (let i = 0; i < n; i++) {
+            P.t.push(ev.t[i]); P.up.push(at(ev.p_up_kpa, i)); P.down.push(at(ev.p_down_kpa, i)); P.flow.push(at(ev.flow_ul_min, i));
+          }
           pendingAt.push(ev.at_ms); schedule(); break;
-        case "balance": B.t.push(ev.t); B.m.push(ev.mass_g); schedule(); break;
+        }
+        case "balance": for (let i = 0; i < ev.t.length; i++) { B.t.push(ev.t[i]); B.m.push(ev.mass_g[i]); } schedule(); break;
         case "measurement": {
           const tr = el("tr");
           const outcome = String(ev.outcome || "").toUpperCase();
