@@ -32,6 +32,12 @@ from instruments.errors import InstrumentDisconnected, InstrumentError, Instrume
 
 BUFFER_SECONDS = 600.0  # device input buffer: room for the reader to fall behind this long
 MAX_CHUNKS_PER_READ = 512  # how many waiting chunks one read may fetch
+# Paced (virtual-time) acquisition: the caller reads when its clock has jumped, so the buffer
+# sets how far time may jump between reads (rig.engine.acquisition.DAQ_PACE_S is half of it).
+# Each read costs a gRPC round trip (~1 ms here), and a 42-day refill interval is 3.6 million
+# seconds: 2 h of buffer and reads of up to PACED_READ_BYTES make that ~1000 reads, not 12,000.
+PACED_BUFFER_SECONDS = 7200.0
+PACED_READ_BYTES = 3 * 1024 * 1024  # under gRPC's default 4 MB message limit with room to spare
 
 
 @dataclass
@@ -128,7 +134,8 @@ class DaqAcquisition:
         if not self.ai_channels:
             raise DaqConfigError(f"instruments.{self.name}: no analog input channels are configured")
         link = self._link
-        buffer = max(10 * self.chunk_samples, int(self.rate_hz * BUFFER_SECONDS))
+        seconds = PACED_BUFFER_SECONDS if paced else BUFFER_SECONDS
+        buffer = max(10 * self.chunk_samples, int(self.rate_hz * seconds))
         with link.op("start_acquisition"):
             task = link.new_task()
             self._ai_task = task
@@ -158,13 +165,18 @@ class DaqAcquisition:
         self._latest = None
         self._stop.clear()
         if paced:
-            self._paced = self._stream(task, writer)
+            self._paced = self._stream(task, writer, self._paced_read_samples())
             return Path(out_path)
         self._reader = threading.Thread(target=self._read_loop, args=(task, writer), name=f"{self.name}-reader", daemon=True)
         self._reader.start()
         return Path(out_path)
 
-    def _stream(self, task: Any, writer: StreamWriter) -> _Stream:
+    def _paced_read_samples(self) -> int:
+        """Whole chunks per paced read: as many as fit in PACED_READ_BYTES (at least one)."""
+        per_chunk = 8 * len(self.ai_channels) * self.chunk_samples
+        return max(1, PACED_READ_BYTES // per_chunk) * self.chunk_samples
+
+    def _stream(self, task: Any, writer: StreamWriter, read_samples: int | None = None) -> _Stream:
         reader = AnalogMultiChannelReader(task.in_stream)
         reader.verify_array_shape = False
         n_ch = len(self.ai_channels)
@@ -173,7 +185,7 @@ class DaqAcquisition:
             names=tuple(c.name for c in self.ai_channels),
             scale=np.array([c.scale_per_volt for c in self.ai_channels])[:, None],
             offset=np.array([c.offset for c in self.ai_channels])[:, None],
-            buf=np.zeros((n_ch, self.chunk_samples * MAX_CHUNKS_PER_READ)),
+            buf=np.zeros((n_ch, read_samples or self.chunk_samples * MAX_CHUNKS_PER_READ)),
             # Long enough for a chunk in real time; in virtual time a timeout just means "no time passed".
             timeout_s=max(self._link.timeout_s, 3 * self.chunk_samples / self.rate_hz),
         )
@@ -306,7 +318,7 @@ class DaqAcquisition:
         if stream is not None:
             with self._paced_lock:  # one paced reader at a time
                 while stream.next_index <= last_full_chunk:
-                    want = min(last_full_chunk + 1 - stream.next_index, MAX_CHUNKS_PER_READ * self.chunk_samples)
+                    want = min(last_full_chunk + 1 - stream.next_index, stream.buf.shape[1])
                     if self._read_once(stream, want, False) == "failed":
                         return False
             return True
@@ -347,7 +359,7 @@ class DaqAcquisition:
                 except (nidaqmx.errors.DaqError, nidaqmx.errors.RpcError):
                     left = 0
                 while left > 0:
-                    want = min(left, MAX_CHUNKS_PER_READ * self.chunk_samples)
+                    want = min(left, stream.buf.shape[1])
                     before = stream.next_index
                     if self._read_once(stream, want, True) != "more" or stream.next_index == before:
                         break
@@ -365,4 +377,4 @@ class DaqAcquisition:
         return self.stats
 
 
-__all__ = ["BUFFER_SECONDS", "MAX_CHUNKS_PER_READ", "AcquisitionStats", "DaqAcquisition"]
+__all__ = ["BUFFER_SECONDS", "MAX_CHUNKS_PER_READ", "PACED_BUFFER_SECONDS", "PACED_READ_BYTES", "AcquisitionStats", "DaqAcquisition"]

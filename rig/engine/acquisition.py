@@ -18,7 +18,9 @@ from rig.engine.signals import ABORTED, AbortFlag
 from rig.record import utc_now
 from rig.station.bench import describe_error
 
-DAQ_PACE_S = 300.0  # longest virtual-time jump while the DAQ acquires (its buffer holds 600 s)
+# Longest virtual-time jump while the DAQ acquires: half the device buffer a paced acquisition
+# asks for (instruments.daq_acquisition.PACED_BUFFER_SECONDS), so a jump never overflows it.
+DAQ_PACE_S = 3600.0
 DAQ_DRAIN_TIMEOUT_S = 10.0  # wall time allowed for the DAQ reader to catch up after a jump
 STATS_FIELDS = ("samples", "chunks", "read_timeouts", "reader_cpu_s", "error")
 LIVE_CHANNELS = (("pressure_upstream_kpa", "kPa", True), ("pressure_downstream_kpa", "kPa", True),
