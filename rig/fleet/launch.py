@@ -18,7 +18,6 @@ from typing import Any
 
 import procedures
 from reports.audit import ENV_VAR as AUDIT_ENV_VAR
-from reports.bundle import build_bundle
 from rig.engine.display import Display
 from rig.engine.operator import Operator, OperatorAnswer
 from rig.engine.params import ParameterValues, parse_params
@@ -125,7 +124,11 @@ def execute(prepared: PreparedRun, display: Display, lock: StationLock, *, item:
 
 def build_report(result: RunResult, audit_log: Path | None = None) -> Path | None:
     """The report bundle is a convenience after the run: its failure never changes the outcome
-    (the record is the evidence), so it is reported on stderr, not raised."""
+    (the record is the evidence), so it is reported on stderr, not raised. Imported here: the
+    report's plotting (matplotlib, ~0.4 s) is not needed to start a run, and `rig nightly` builds
+    its bundles in rig.fleet.report_worker's process."""
+    from reports.bundle import build_bundle
+
     try:
         return build_bundle(result.run_dir, audit_log=audit_log)
     except Exception as exc:  # noqa: BLE001 - reported, not raised (see docstring)

@@ -41,6 +41,7 @@ from rig.engine.signals import ABORTED, ERROR, AbortFlag, abort_on_signals
 from rig import secret_env
 from rig.errors import RigError, UsageError
 from rig.fleet import resources
+from rig.fleet.report_worker import ReportWorker
 from rig.fleet.suite import Suite, SuiteEntry
 from rig.identity import software_identity
 from rig.record import new_run_id, read_record, utc_now, writable_directory
@@ -306,6 +307,7 @@ class NightlyRunner:
         self._bench: Bench | None = None
         self.lock: StationLock | None = None  # held while run() runs
         self._daq_listeners: list[int] = []  # listeners on the DAQ after each run (should stay 0)
+        self._reports = ReportWorker()  # builds a run's bundle while the next run goes
         # The station lock when the caller already holds it for longer (the bench service holds
         # it for its whole life); otherwise run() takes it.
         self.held_lock = held_lock
@@ -375,18 +377,29 @@ class NightlyRunner:
                                 args=(ERROR, f"the suite's wall-clock budget of {suite.budget_s / 60:g} min was spent"))
         timer.daemon = True
         timer.start()
+        # Entry n's report is built (ReportWorker) while entry n+1 runs; it is then signed,
+        # verified, filed and logged, so the log and the history stay in suite order.
+        pending: tuple[int, SuiteEntry, EntryResult, bool] | None = None
         try:
             with abort_on_signals(self.stop, notify=self.log.line, on_hangup=self._hung_up):
                 for n, entry in enumerate(suite.entries, start=1):
                     self.log.line(f"[{n}/{len(suite.entries)}] {entry.label}: {entry.procedure.id} "
                                   f"{entry.procedure.version}")
-                    outcome = self._entry(entry)
+                    outcome, building = self._entry(entry)
                     result.entries.append(outcome)
-                    self._log_entry(n, outcome)
+                    if pending is not None:
+                        self._finish_entry(*pending)
+                    pending = (n, entry, outcome, building)
+                if pending is not None:
+                    self._finish_entry(*pending)
+                    pending = None
         finally:
             timer.cancel()
             self._close_bench()
             timer.join()
+            if pending is not None:  # an exception escaped mid-suite: the last run still gets its report
+                self._finish_entry(*pending)
+            self._reports.close()
         after = result.resources["after"] = resources.snapshot()
         self.log.line(f"resources before the suite: {resources.describe(before)}; after: {resources.describe(after)}; "
                       f"DAQ listeners left after each run: {self._daq_listeners or 'no DAQ'}")
@@ -424,10 +437,11 @@ class NightlyRunner:
         return EntryResult(entry.label, entry.procedure.id, entry.procedure.version, outcome,
                            f"not run: {reason}", not_run=True)
 
-    def _entry(self, entry: SuiteEntry) -> EntryResult:
+    def _entry(self, entry: SuiteEntry) -> tuple[EntryResult, bool]:
+        """Run the entry; returns its result and whether its report is being built by the worker."""
         request = self.stop.requested
         if request is not None:
-            return self._not_run(entry, request.reason)
+            return self._not_run(entry, request.reason), False
         flag = AbortFlag()
         self.stop.current = flag
         t0 = time.monotonic()
@@ -436,9 +450,20 @@ class NightlyRunner:
         finally:
             self.stop.current = None
         outcome.wall_s = time.monotonic() - t0
-        if outcome.run_dir is not None and (outcome.run_dir / "record.jsonl").is_file():
-            self._report(entry, outcome)
-        return outcome
+        building = False
+        if self._has_record(outcome):
+            assert outcome.run_dir is not None
+            building = self._reports.submit(outcome.run_dir, self.audit_log)
+        return outcome, building
+
+    @staticmethod
+    def _has_record(e: EntryResult) -> bool:
+        return e.run_dir is not None and (e.run_dir / "record.jsonl").is_file()
+
+    def _finish_entry(self, n: int, entry: SuiteEntry, e: EntryResult, building: bool) -> None:
+        if self._has_record(e):
+            self._report(entry, e, building)
+        self._log_entry(n, e)
 
     def _execute(self, entry: SuiteEntry, flag: AbortFlag) -> EntryResult:
 
@@ -499,14 +524,13 @@ class NightlyRunner:
 
     # -- bundle, signature, verification, history ---------------------------------------------------
 
-    def _report(self, entry: SuiteEntry, e: EntryResult) -> None:
-        from reports.bundle import build_bundle
+    def _report(self, entry: SuiteEntry, e: EntryResult, building: bool = False) -> None:
         from reports.canonical import load_json_bytes
         from reports.verify import verify_bundle
 
         assert e.run_dir is not None
         try:
-            e.bundle = build_bundle(e.run_dir, audit_log=self.audit_log)
+            e.bundle = self._reports.build(building, e.run_dir, self.audit_log)
             e.results = load_json_bytes((e.bundle / "results.json").read_bytes(), "results.json")
             e.report_id = str(e.results.get("report_id"))
             e.outcome = str(e.results["verdict"]["outcome"])  # the bundle's verdict is authoritative
