@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from rig import __version__
+from rig.cli.early_bench import start_bench_early
 from rig.errors import RigError
 from rig.textsafe import for_terminal
 
@@ -51,7 +52,9 @@ def _requested_command(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(only=_requested_command(argv))
+    command = _requested_command(argv)
+    start_bench_early(command, argv)
+    parser = build_parser(only=command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

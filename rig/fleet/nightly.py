@@ -45,7 +45,7 @@ from rig.fleet.report_worker import ReportWorker
 from rig.fleet.suite import Suite, SuiteEntry
 from rig.identity import software_identity
 from rig.record import new_run_id, read_record, utc_now, writable_directory
-from rig.station.bench import Bench, describe_error
+from rig.station.bench import Bench, describe_error, early_children
 from rig.station.lock import StationLock
 from rig.station.model import Station
 
@@ -367,7 +367,8 @@ class NightlyRunner:
                                f"{self.signer.key.printed_name} ({self.signer.key.signer_id}, {self.signer.key.key_id})",
                                history=None if self.history is None else self.history.describe())
         t0 = time.monotonic()
-        before = resources.snapshot()
+        # the simulated bench started while `rig nightly` loaded is the suite's, not a leftover
+        before = resources.snapshot(exclude_children=early_children())
         result.resources = {"before": before, "daq_listeners_after_each_run": self._daq_listeners}
         self.log.line(f"nightly {self.nightly_id}: suite {suite.name!r} ({len(suite.entries)} run(s), budget "
                       f"{suite.budget_s / 60:g} min) on station {self.station.id} from {self.station.path}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,14 @@ def open_fds() -> list[str]:
     return sorted(out)
 
 
-def children() -> list[dict[str, Any]]:
-    """Direct child processes of this one (pid, state, command), zombies included."""
+def children(exclude: Iterable[int] = ()) -> list[dict[str, Any]]:
+    """Direct child processes of this one (pid, state, command), zombies included, but for the
+    pids in ``exclude``."""
     me = os.getpid()
+    skip = {str(pid) for pid in exclude}
     out = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or entry.name in skip:
             continue
         try:
             stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
@@ -63,9 +66,9 @@ def daq_listeners(daq: Any) -> int | None:
     return len(chunk) + len(failure)
 
 
-def snapshot(daq: Any = None) -> dict[str, Any]:
+def snapshot(daq: Any = None, *, exclude_children: Iterable[int] = ()) -> dict[str, Any]:
     """Counts now: threads, fds, children (and zombies among them), and the DAQ's listeners."""
-    kids = children()
+    kids = children(exclude_children)
     counts: dict[str, Any] = {
         "threads": threading.active_count(),
         "thread_names": sorted(t.name for t in threading.enumerate()),

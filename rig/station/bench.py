@@ -18,7 +18,7 @@ from typing import Any
 from instruments.drivers import DRIVERS, PUMP_KINDS
 from instruments.errors import InstrumentBusy
 from instruments.sim.control import SimControl
-from instruments.sim.launcher import read_resources, start_sim
+from instruments.sim.launcher import early_pids, read_resources, start_sim, start_sim_early
 from rig.errors import BenchError, RigError, SimulatedBenchError
 from rig.station.clock import Clock, RealClock, VirtualClock
 from rig.station.lock import DeviceLock, StationBusy, StationLock, serial_device_path
@@ -34,6 +34,18 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, (RigError, OSError)) or type(exc).__module__.startswith("instruments"):
         return text
     return f"{type(exc).__name__}: {text}"
+
+
+def start_early(station: Station) -> None:
+    """Start the station's simulated bench now (if it has one to start) for the Bench.open to come:
+    its start-up then overlaps the command's own imports (instruments.sim.launcher.start_sim_early)."""
+    if station.mode == SIM and station.sim.attach is None:
+        start_sim_early(station.path)
+
+
+def early_children() -> list[int]:
+    """Pids of simulated benches started early and not opened yet: not a run's leftovers."""
+    return early_pids()
 
 
 def open_driver(name: str, plan: Mapping[str, Any]) -> Any:
@@ -401,5 +413,5 @@ class Bench:
         self.close()
 
 
-__all__ = ["Bench", "SAFETY_KINDS", "describe_error", "open_driver", "safe_state_each",
-           "safe_state_order"]
+__all__ = ["Bench", "SAFETY_KINDS", "describe_error", "early_children", "open_driver", "safe_state_each",
+           "safe_state_order", "start_early"]
