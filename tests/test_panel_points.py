@@ -124,3 +124,21 @@ def test_balance_readings_are_gathered_like_points(display) -> None:
     assert [(e["type"], e["t"], e["mass_g"]) for e in hub.events] == [
         ("balance", [0.0], [10.5]), ("balance", [30.0, 90.0], [10.6, 10.7])]
     assert "at_ms" not in hub.events[0]
+
+
+def test_virtual_time_sends_points_with_the_progress_not_faster(display) -> None:
+    from rig.engine.display import RunInfo
+    from rig.service.live import VIRTUAL_POINTS_EVERY_S
+
+    d, hub, clock = display
+    d.start(RunInfo("r1", "leak 1.0.0", "Leak", "S1", "op", [("deliver", 60.0)], True, "/x/record.jsonl"))
+    clock.now += 1
+    d.on_chunk(chunk(0, 5))  # the first goes out at once
+    for k in range(1, 4):
+        clock.now += 1.2 * POINTS_EVERY_S  # each past the real-time window, all within the virtual one
+        d.on_chunk(chunk(5 * k, 5))
+    assert len(points(hub)) == 1 and 3 * 1.2 * POINTS_EVERY_S < VIRTUAL_POINTS_EVERY_S
+    clock.now = 1 + VIRTUAL_POINTS_EVERY_S + 0.01
+    d.tick(30.0, 1.0)  # the progress event takes the gathered points with it, ahead of itself
+    kinds = [e["type"] for e in hub.events]
+    assert kinds[-2:] == ["points", "tick"] and points(hub)[1]["t"] == [0.7, 1.2, 1.7]

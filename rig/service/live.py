@@ -24,6 +24,9 @@ TICK_EVERY_S = 0.2  # wall time between progress events (virtual time calls tick
 # viewer cost the run (89,393 events per viewer for a 24 h delivery_check): there the chunks that
 # arrive within this window go out as one event of arrays. Well below the 250 ms latency target.
 POINTS_EVERY_S = 0.05
+# In virtual time nobody waits on a point (the latency target is for real time), and each event is
+# a wake-up of every viewer's stream in the run's own process: points go out with the progress.
+VIRTUAL_POINTS_EVERY_S = TICK_EVERY_S
 # Which DAQ channel feeds which plotted series (the station's channel names).
 PLOTTED = {"pressure_upstream": "p_up_kpa", "pressure_downstream": "p_down_kpa", "flow_sensor": "flow_ul_min"}
 MARKER_KINDS = ("fault", "alarm", "pump_alarm", "detector", "interlock", "abort")
@@ -43,6 +46,7 @@ class PanelDisplay(Display):
         self._points: dict[str, dict[str, list[float]]] = {}
         self._points_at_ms: float | None = None  # service wall time the oldest DAQ point arrived
         self._last_points = 0.0
+        self._points_every_s = POINTS_EVERY_S
 
     def _pub(self, event: dict[str, Any]) -> None:
         """Every other event goes out after the points before it, so markers never lead the plot."""
@@ -51,6 +55,7 @@ class PanelDisplay(Display):
 
     def start(self, info: RunInfo) -> None:
         super().start(info)
+        self._points_every_s = VIRTUAL_POINTS_EVERY_S if info.virtual else POINTS_EVERY_S
         self._pub({"type": "run_start", "run_id": info.run_id, "procedure": info.procedure,
                    "title": info.title, "station": info.station, "operator": info.operator,
                    "steps": [{"name": n, "expected_s": e} for n, e in info.steps],
@@ -68,7 +73,7 @@ class PanelDisplay(Display):
     def tick(self, t_proc_s: float, t_wall_s: float, step_fraction: float | None = None) -> None:
         super().tick(t_proc_s, t_wall_s, step_fraction)
         now = time.monotonic()
-        if now - self._last_points >= POINTS_EVERY_S:
+        if now - self._last_points >= self._points_every_s:
             self.flush_points()
         if now - self._last_tick < TICK_EVERY_S:
             return
@@ -146,7 +151,7 @@ class PanelDisplay(Display):
             gathered = self._points.setdefault(kind, {})
             for key, values in arrays.items():
                 gathered.setdefault(key, []).extend(values)
-            due = time.monotonic() - self._last_points >= POINTS_EVERY_S
+            due = time.monotonic() - self._last_points >= self._points_every_s
         if due:
             self.flush_points()
 
@@ -166,4 +171,4 @@ class PanelDisplay(Display):
                 self.hub.publish({"type": kind, **arrays, **extra}, self.job)
 
 
-__all__ = ["MARKER_KINDS", "PLOTTED", "POINTS_EVERY_S", "PanelDisplay"]
+__all__ = ["MARKER_KINDS", "PLOTTED", "POINTS_EVERY_S", "VIRTUAL_POINTS_EVERY_S", "PanelDisplay"]
