@@ -20,7 +20,7 @@ from rig.station.config import load_station
 @pytest.fixture(autouse=True)
 def no_early_leftovers():
     yield
-    launcher._stop_early()  # noqa: SLF001 - a failed test must not leave a bench running
+    launcher.stop_early()  # a failed test must not leave a bench running
 
 
 def test_the_bench_that_opens_is_the_one_started_early(station_file) -> None:
@@ -34,6 +34,24 @@ def test_the_bench_that_opens_is_the_one_started_early(station_file) -> None:
         assert bench.identities  # and it works
     finally:
         bench.close()
+
+
+def test_a_command_that_ends_without_opening_the_bench_stops_it(station_file, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import rig.station.bench as bench_module
+    from rig.cli.main import main
+
+    stopped: list[int] = []
+
+    def spy() -> None:
+        stopped.extend(early_children())
+        launcher.stop_early()
+
+    monkeypatch.setattr(bench_module, "stop_early", spy)
+    # a usage error after the early start (no such suite): the bench goes when main returns
+    code = main(["nightly", "--station", str(station_file()), "--suite", str(tmp_path / "none.toml"), "--unsigned"])
+    assert code == 2 and early_children() == []
+    assert len(stopped) == 1 and not _alive(stopped[0])
 
 
 @pytest.mark.parametrize("command, extra", [

@@ -131,7 +131,7 @@ def start_sim_early(station_path: Path | str) -> None:
     if path in _early:
         return
     if not _early:
-        atexit.register(_stop_early)
+        atexit.register(stop_early)
     _early[path] = _spawn(path)
 
 
@@ -140,7 +140,8 @@ def early_pids() -> list[int]:
     return [sim.pid for sim in _early.values()]
 
 
-def _stop_early() -> None:
+def stop_early() -> None:
+    """Stop every bench started early that nobody took over (the command ended without opening it)."""
     while _early:
         _, sim = _early.popitem()
         sim.stop()

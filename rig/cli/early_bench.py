@@ -3,7 +3,7 @@ imports: the bench's start-up (~0.7 s: an interpreter, numpy, gRPC, every transp
 the other core while the controller loads the engine and the drivers (another ~0.6 s), instead of
 after it. Only a guess at what the command will do: anything unclear (a bad station file, --via,
 --help) starts nothing, and the command itself reports what is wrong. A bench started here that
-the command never opens is stopped at exit (rig.station.bench.start_early).
+the command never opens is stopped when the command returns (``stop_unopened_benches``).
 """
 
 from __future__ import annotations
@@ -34,4 +34,14 @@ def start_bench_early(command: str | None, argv: Sequence[str]) -> None:
         return
 
 
-__all__ = ["OPENS_BENCH", "start_bench_early"]
+def stop_unopened_benches() -> None:
+    """When the command is over: a bench it did not open goes now, not at interpreter exit (a
+    process that runs many commands, such as a test session, must not collect them)."""
+    import sys
+
+    bench = sys.modules.get("rig.station.bench")
+    if bench is not None:  # nothing was started early unless it was imported
+        bench.stop_unopened()
+
+
+__all__ = ["OPENS_BENCH", "start_bench_early", "stop_unopened_benches"]

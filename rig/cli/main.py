@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from rig import __version__
-from rig.cli.early_bench import start_bench_early
+from rig.cli.early_bench import start_bench_early, stop_unopened_benches
 from rig.errors import RigError
 from rig.textsafe import for_terminal
 
@@ -54,6 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _requested_command(argv)
     start_bench_early(command, argv)
+    try:
+        return _dispatch(command, argv)
+    finally:
+        stop_unopened_benches()
+
+
+def _dispatch(command: str | None, argv: list[str]) -> int:
     parser = build_parser(only=command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

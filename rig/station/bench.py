@@ -18,7 +18,7 @@ from typing import Any
 from instruments.drivers import DRIVERS, PUMP_KINDS
 from instruments.errors import InstrumentBusy
 from instruments.sim.control import SimControl
-from instruments.sim.launcher import early_pids, read_resources, start_sim, start_sim_early
+from instruments.sim.launcher import early_pids, read_resources, start_sim, start_sim_early, stop_early
 from rig.errors import BenchError, RigError, SimulatedBenchError
 from rig.station.clock import Clock, RealClock, VirtualClock
 from rig.station.lock import DeviceLock, StationBusy, StationLock, serial_device_path
@@ -41,6 +41,11 @@ def start_early(station: Station) -> None:
     its start-up then overlaps the command's own imports (instruments.sim.launcher.start_sim_early)."""
     if station.mode == SIM and station.sim.attach is None:
         start_sim_early(station.path)
+
+
+def stop_unopened() -> None:
+    """Stop the simulated benches started early that no Bench opened (the command is over)."""
+    stop_early()
 
 
 def early_children() -> list[int]:
@@ -414,4 +419,4 @@ class Bench:
 
 
 __all__ = ["Bench", "SAFETY_KINDS", "describe_error", "early_children", "open_driver", "safe_state_each",
-           "safe_state_order", "start_early"]
+           "safe_state_order", "start_early", "stop_unopened"]
