@@ -75,3 +75,21 @@ def test_serve_answers_each_request_on_its_own_line(tmp_path: Path) -> None:
     first, second = (json.loads(line) for line in replies.getvalue().splitlines())
     assert first == {"bundle": str(run / "report")}
     assert "nothing" in second["error"] and "bundle" not in second
+
+
+def test_a_hung_child_is_killed_and_the_bundle_built_in_process(tmp_path: Path, monkeypatch) -> None:
+    import signal
+
+    from rig.fleet import report_worker
+
+    run = write_record(tmp_path / "run", "PASS", duration_s=300.0)
+    monkeypatch.setattr(report_worker, "REPLY_TIMEOUT_S", 0.5)
+    worker = ReportWorker()
+    try:
+        assert worker.submit(run, None)
+        worker._proc.send_signal(signal.SIGSTOP)  # noqa: SLF001 - alive, never answering
+        bundle = worker.build(True, run, tmp_path / "audit.jsonl")
+        assert verify_bundle(bundle, None, allow_unsigned=True).ok
+        assert worker._proc.wait(timeout=30) == -signal.SIGKILL  # noqa: SLF001
+    finally:
+        worker.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -28,6 +29,9 @@ from typing import IO, Any
 
 from rig.errors import RigError
 from rig.secret_env import child_environment
+
+
+REPLY_TIMEOUT_S = 600.0  # a bundle takes seconds; a child silent this long is hung, not busy
 
 
 class ReportBuildError(RigError):
@@ -70,7 +74,10 @@ class ReportWorker:
         """The bundle: the child's, or built here when it had none to give. A build error (a bad
         record, a full disk) is raised as it would be in process."""
         if submitted and self._proc is not None and self._proc.stdout is not None:
-            line = self._proc.stdout.readline()
+            ready, _, _ = select.select([self._proc.stdout], [], [], REPLY_TIMEOUT_S)
+            line = self._proc.stdout.readline() if ready else ""
+            if not ready:  # hung: an unattended suite must not wait for it forever
+                self._proc.kill()
             if line:
                 reply = json.loads(line)
                 if "bundle" in reply:
