@@ -380,17 +380,17 @@ class NightlyRunner:
         timer.start()
         # Entry n's report is built (ReportWorker) while entry n+1 runs; it is then signed,
         # verified, filed and logged, so the log and the history stay in suite order.
-        pending: tuple[int, SuiteEntry, EntryResult, bool] | None = None
+        pending: tuple[int, SuiteEntry, EntryResult] | None = None
         try:
             with abort_on_signals(self.stop, notify=self.log.line, on_hangup=self._hung_up):
                 for n, entry in enumerate(suite.entries, start=1):
                     self.log.line(f"[{n}/{len(suite.entries)}] {entry.label}: {entry.procedure.id} "
                                   f"{entry.procedure.version}")
-                    outcome, building = self._entry(entry)
+                    outcome = self._entry(entry)
                     result.entries.append(outcome)
                     if pending is not None:
                         self._finish_entry(*pending)
-                    pending = (n, entry, outcome, building)
+                    pending = (n, entry, outcome)
                 if pending is not None:
                     self._finish_entry(*pending)
                     pending = None
@@ -438,11 +438,11 @@ class NightlyRunner:
         return EntryResult(entry.label, entry.procedure.id, entry.procedure.version, outcome,
                            f"not run: {reason}", not_run=True)
 
-    def _entry(self, entry: SuiteEntry) -> tuple[EntryResult, bool]:
-        """Run the entry; returns its result and whether its report is being built by the worker."""
+    def _entry(self, entry: SuiteEntry) -> EntryResult:
+        """Run the entry; its report is then being built (ReportWorker) while the next one runs."""
         request = self.stop.requested
         if request is not None:
-            return self._not_run(entry, request.reason), False
+            return self._not_run(entry, request.reason)
         flag = AbortFlag()
         self.stop.current = flag
         t0 = time.monotonic()
@@ -451,19 +451,18 @@ class NightlyRunner:
         finally:
             self.stop.current = None
         outcome.wall_s = time.monotonic() - t0
-        building = False
         if self._has_record(outcome):
             assert outcome.run_dir is not None
-            building = self._reports.submit(outcome.run_dir, self.audit_log)
-        return outcome, building
+            self._reports.submit(outcome.run_dir, self.audit_log)
+        return outcome
 
     @staticmethod
     def _has_record(e: EntryResult) -> bool:
         return e.run_dir is not None and (e.run_dir / "record.jsonl").is_file()
 
-    def _finish_entry(self, n: int, entry: SuiteEntry, e: EntryResult, building: bool) -> None:
+    def _finish_entry(self, n: int, entry: SuiteEntry, e: EntryResult) -> None:
         if self._has_record(e):
-            self._report(entry, e, building)
+            self._report(entry, e)
         self._log_entry(n, e)
 
     def _execute(self, entry: SuiteEntry, flag: AbortFlag) -> EntryResult:
@@ -525,13 +524,13 @@ class NightlyRunner:
 
     # -- bundle, signature, verification, history ---------------------------------------------------
 
-    def _report(self, entry: SuiteEntry, e: EntryResult, building: bool = False) -> None:
+    def _report(self, entry: SuiteEntry, e: EntryResult) -> None:
         from reports.canonical import load_json_bytes
         from reports.verify import verify_bundle
 
         assert e.run_dir is not None
         try:
-            e.bundle = self._reports.build(building, e.run_dir, self.audit_log)
+            e.bundle = self._reports.build(e.run_dir, self.audit_log)
             e.results = load_json_bytes((e.bundle / "results.json").read_bytes(), "results.json")
             e.report_id = str(e.results.get("report_id"))
             e.outcome = str(e.results["verdict"]["outcome"])  # the bundle's verdict is authoritative

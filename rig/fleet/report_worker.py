@@ -24,6 +24,7 @@ import select
 import signal
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,12 +46,14 @@ def _build(run_dir: Path, audit_log: Path | None) -> Path:
 
 
 class ReportWorker:
-    """At most one child and one request in flight; the child starts on first use and is
-    stopped by ``close`` (before the nightly counts its child processes)."""
+    """One child, started on first use and stopped by ``close`` (before the nightly counts its
+    child processes). It answers requests in the order they were made, and ``build`` is asked for
+    them in that order (the nightly submits run n, then finishes run n-1)."""
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen[str] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._broken = False
+        self._in_flight: deque[Path] = deque()  # the runs the child is building for, oldest first
 
     def submit(self, run_dir: Path, audit_log: Path | None) -> bool:
         """Start building in the child; False when it cannot be used (then ``build`` works here)."""
@@ -58,24 +61,29 @@ class ReportWorker:
             return False
         try:
             if self._proc is None:
+                # Unbuffered: with two requests in flight, a buffered reader could hold the second
+                # reply while select() waits on the empty pipe for it.
                 self._proc = subprocess.Popen(
                     [sys.executable, "-m", "rig.fleet.report_worker"], stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE, text=True, env=child_environment())  # no secrets
+                    stdout=subprocess.PIPE, bufsize=0, env=child_environment())  # no secrets
             assert self._proc.stdin is not None
-            self._proc.stdin.write(json.dumps({"run_dir": str(run_dir),
-                                               "audit_log": None if audit_log is None else str(audit_log)}) + "\n")
-            self._proc.stdin.flush()
+            request = {"run_dir": str(run_dir), "audit_log": None if audit_log is None else str(audit_log)}
+            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self._in_flight.append(Path(run_dir))
             return True
         except OSError:
             self._broken = True
             return False
 
-    def build(self, submitted: bool, run_dir: Path, audit_log: Path | None) -> Path:
-        """The bundle: the child's, or built here when it had none to give. A build error (a bad
+    def build(self, run_dir: Path, audit_log: Path | None) -> Path:
+        """The bundle: the child's, if it was given this run, or built here. A build error (a bad
         record, a full disk) is raised as it would be in process."""
+        submitted = bool(self._in_flight) and self._in_flight[0] == Path(run_dir)
+        if submitted:
+            self._in_flight.popleft()
         if submitted and self._proc is not None and self._proc.stdout is not None:
             ready, _, _ = select.select([self._proc.stdout], [], [], REPLY_TIMEOUT_S)
-            line = self._proc.stdout.readline() if ready else ""
+            line = self._proc.stdout.readline() if ready else b""
             if not ready:  # hung: an unattended suite must not wait for it forever
                 self._proc.kill()
             if line:
@@ -83,7 +91,8 @@ class ReportWorker:
                 if "bundle" in reply:
                     return Path(reply["bundle"])
                 raise ReportBuildError(reply["error"])
-            self._broken = True  # the child died with the request: build it here
+            self._broken = True  # the child died with the request: build it (and any after it) here
+            self._in_flight.clear()
         return _build(Path(run_dir), audit_log)
 
     def close(self) -> None:
