@@ -166,13 +166,12 @@ def start_sim(station_path: Path | str, *, timeout_s: float = 30.0) -> SimProces
     it); return once its resources file exists."""
     path = Path(station_path).expanduser().absolute()
     sim = _early.pop(path, None) or _spawn(path)
-    workdir = sim.workdir
     try:
         _wait_until_up(sim, timeout_s)
         sim.resources = read_resources(sim.resources_path)
     except BaseException:  # including Ctrl-C while waiting: never leave the child behind
         sim.stop()
-        shutil.rmtree(workdir, ignore_errors=True)  # the error message already carries the log tail
+        shutil.rmtree(sim.workdir, ignore_errors=True)  # the error message already carries the log tail
         raise
     return sim
 

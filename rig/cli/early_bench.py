@@ -9,6 +9,7 @@ the command never opens is stopped when the command returns (``stop_unopened_ben
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 # Commands that open the station's bench as soon as their request checks out.
@@ -37,8 +38,6 @@ def start_bench_early(command: str | None, argv: Sequence[str]) -> None:
 def stop_unopened_benches() -> None:
     """When the command is over: a bench it did not open goes now, not at interpreter exit (a
     process that runs many commands, such as a test session, must not collect them)."""
-    import sys
-
     bench = sys.modules.get("rig.station.bench")
     if bench is not None:  # nothing was started early unless it was imported
         bench.stop_unopened()
